@@ -1,0 +1,1 @@
+"""Collectors, the safe fetcher, ETL, blob store and the Kafka publisher of image events."""

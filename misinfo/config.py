@@ -1,0 +1,116 @@
+"""Deployment settings, read from ``MISINFO_*`` environment variables once, at each entry point.
+
+Everything below the entry points takes explicit arguments; only CLI modules call :func:`load_settings`.
+The same variables serve the embedded stack and the production compose file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MISINFO_"
+
+
+class SecretStr(str):
+    """A string whose repr and str never show the value; call :meth:`reveal` to use it."""
+
+    def __new__(cls, value: str) -> SecretStr:
+        obj = super().__new__(cls, "**********" if value else "")
+        obj._value = value  # type: ignore[attr-defined]
+        return obj
+
+    def reveal(self) -> str:
+        return self._value  # type: ignore[attr-defined,no-any-return]
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"  # type: ignore[attr-defined]
+
+
+def _state_dir_default() -> str:
+    return str(Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "misinfo")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with its environment variable ``MISINFO_<NAME>`` (upper case)."""
+
+    state_dir: str = field(default_factory=_state_dir_default, metadata={"help": "pid, log and data files"})
+    kafka_bootstrap: str = field(default="127.0.0.1:19092", metadata={"help": "Kafka bootstrap servers"})
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL"})
+    mlflow_tracking_uri: str = field(default="http://127.0.0.1:15000", metadata={"help": "MLflow server"})
+    ray_address: str = field(default="http://127.0.0.1:18265", metadata={"help": "Ray Jobs API address"})
+    blob_uri: str = field(default="", metadata={"help": "blob store root (file:// or s3://); '' = state_dir/blobs"})
+    topic_images: str = field(default="misinfo.images", metadata={"help": "image events topic"})
+    topic_verdicts: str = field(default="misinfo.verdicts", metadata={"help": "verdicts topic"})
+    topic_feedback: str = field(default="misinfo.feedback", metadata={"help": "moderator labels topic"})
+    topic_dead_letters: str = field(default="misinfo.dead-letters", metadata={"help": "dead-letter topic"})
+    topic_control: str = field(default="misinfo.control", metadata={"help": "model update topic"})
+    topic_partitions: int = field(default=4, metadata={"help": "partitions when topics are created"})
+    redis_prefix: str = field(default="misinfo", metadata={"help": "key prefix in Redis"})
+    model_path: str = field(default="", metadata={"help": "local checkpoint or hub id; '' = tiny checkpoint"})
+    model_name: str = field(default="misinfo-detector", metadata={"help": "registered model name"})
+    model_version: str = field(default="0", metadata={"help": "version reported when not from the registry"})
+    adapter_path: str = field(default="", metadata={"help": "optional PEFT LoRA adapter directory"})
+    profile_path: str = field(default="", metadata={"help": "optional optimization profile JSON"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    worker_group: str = field(default="misinfo-workers", metadata={"help": "worker consumer group / Faust app id"})
+    worker_web_port: int = field(default=6066, metadata={"help": "worker web server (metrics) port"})
+    max_batch: int = field(default=8, metadata={"help": "largest detection batch"})
+    max_wait_s: float = field(default=0.5, metadata={"help": "longest wait to fill a batch"})
+    uncertain_below: float = field(default=0.5, metadata={"help": "top-class probability under which: uncertain"})
+    flag_threshold: float = field(default=0.5, metadata={"help": "P(manipulated)+P(synthesized) that flags"})
+    explain: str = field(default="none", metadata={"help": "explanations: flagged, none, on_demand"})
+    explain_max_tokens: int = field(default=64, metadata={"help": "cap on explanation tokens"})
+    max_download_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest image download"})
+    max_image_pixels: int = field(default=50_000_000, metadata={"help": "decompression-bomb bound"})
+    reddit_client_secret: SecretStr = field(default=SecretStr(""), metadata={"help": "Reddit app secret"})
+    x_bearer_token: SecretStr = field(default=SecretStr(""), metadata={"help": "X API bearer token"})
+    instagram_access_token: SecretStr = field(default=SecretStr(""), metadata={"help": "Instagram token"})
+
+    @property
+    def blob_root(self) -> str:
+        return self.blob_uri or str(Path(self.state_dir) / "blobs")
+
+    def env(self) -> dict[str, str]:
+        """The settings as environment variables, secrets revealed: for child processes only, never logs."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[PREFIX + f.name.upper()] = value.reveal() if isinstance(value, SecretStr) else str(value)
+        return out
+
+
+def env_names() -> list[str]:
+    """Every environment variable the settings read (compose checks compare against this list)."""
+    return [PREFIX + f.name.upper() for f in fields(Settings)]
+
+
+def _coerce(raw: str, current: Any, name: str) -> Any:
+    try:
+        if isinstance(current, SecretStr):
+            return SecretStr(raw)
+        if isinstance(current, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r}: expected {type(current).__name__}") from exc
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``); keyword overrides win."""
+    environ = dict(os.environ if environ is None else environ)
+    base = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = PREFIX + f.name.upper()
+        if key in environ:
+            values[f.name] = _coerce(environ[key], getattr(base, f.name), f.name)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""MLflow model registry: versions, aliases, evaluation gate, promotion, optimization profiles."""

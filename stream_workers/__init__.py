@@ -1,0 +1,1 @@
+"""The Faust worker app: detection, sinks, dead letters, feedback, hot model swap, metrics."""
