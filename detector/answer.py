@@ -23,7 +23,12 @@ def format_answer(label: str, reasons: str = "") -> str:
     if label not in CLASSES:
         raise ValueError(f"label must be one of {CLASSES}, got {label!r}")
     reasons = " ".join(reasons.split()) or _DEFAULT_REASONS[label]
-    return f"{VERDICT_PREFIX} {label}\nReasons: {reasons}"
+    return f"{reasons_prefix(label)} {reasons}"
+
+
+def reasons_prefix(label: str) -> str:
+    """The forced start of an explanation: the verdict line, then ``Reasons:`` (generation continues)."""
+    return f"{VERDICT_PREFIX} {label}\nReasons:"
 
 
 _DEFAULT_REASONS = {

@@ -5,23 +5,33 @@ The prompt is the chat turn (image + fixed question) followed by the forced answ
 tokens at the last position (the same as renormalizing the full next-token distribution over those
 three tokens). No text is generated on this path. Explanations are greedy generations that continue
 ``Verdict: <label>\\nReasons:``, so the text always argues for the verdict that was given.
+
+Loading applies an optimization profile (:mod:`detector.profile`) when one is given; every option
+that cannot work on this machine (a missing GPU, an unsupported dtype, flash-attention not installed,
+a compile or quantization that fails its first forward pass) falls back with a
+:class:`~detector.profile.FallbackWarning`, never an exception.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from PIL import Image
 
-from detector.answer import CLASSES, FAKE_CLASSES, VERDICT_PREFIX, class_token_ids, messages
+from detector.answer import CLASSES, FAKE_CLASSES, VERDICT_PREFIX, class_token_ids, messages, reasons_prefix
+from detector.profile import FallbackWarning, apply_profile
 
 log = logging.getLogger(__name__)
+
+EXPLAIN_POLICIES = ("flagged", "none", "on_demand")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,12 @@ class Thresholds:
 
     uncertain_below: float = 0.5
     flag_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("uncertain_below", "flag_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value}")
 
     def decide(self, scores: dict[str, float]) -> tuple[str, bool]:
         top = max(CLASSES, key=lambda c: scores[c])
@@ -53,7 +69,7 @@ class LoadOptions:
 
     device: str = "auto"
     dtype: str = "auto"  # auto, float32, bfloat16, float16
-    attn_implementation: str = "sdpa"
+    attn_implementation: str = "sdpa"  # eager, sdpa, flash_attention_2
     adapter_path: str | None = None
     merge_adapter: bool = False
     compile: bool = False
@@ -62,6 +78,10 @@ class LoadOptions:
     min_pixels: int | None = None
     max_pixels: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # An optimization profile (path or parsed JSON): its choice overrides dtype, attention, compile,
+    # int8, merge and threads when it was measured on this device kind (or ``force_profile``).
+    profile: str | Path | dict[str, Any] | None = None
+    force_profile: bool = False
 
 
 def resolve_device(device: str) -> torch.device:
@@ -73,7 +93,42 @@ def resolve_device(device: str) -> torch.device:
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}") from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_supported(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the ops the model needs (matmul, softmax, norm, conv) run in ``dtype`` on ``device``."""
+    try:
+        x = torch.randn(2, 3, 4, 4, device=device).to(dtype)
+        torch.nn.functional.conv2d(x, torch.ones(2, 3, 2, 2, device=device, dtype=dtype))
+        h = x.flatten(1) @ torch.ones(48, 8, device=device, dtype=dtype)
+        torch.softmax(torch.nn.functional.layer_norm(h, (8,)), dim=-1)
+        return True
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+
+
+def flash_attention_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _fallback(fallbacks: list[str], msg: str) -> None:
+    fallbacks.append(msg)
+    log.warning(msg)
+    warnings.warn(msg, FallbackWarning, stacklevel=3)
 
 
 class Detector:
@@ -88,6 +143,8 @@ class Detector:
         name: str = "misinfo-detector",
         version: str = "0",
         profile_id: str = "default",
+        explain_max_tokens: int = 64,
+        batch_size: int | None = None,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -95,6 +152,11 @@ class Detector:
         self.name = name
         self.version = version
         self.profile_id = profile_id
+        self.explain_max_tokens = explain_max_tokens
+        # The batch size the applied profile measured as fastest (callers batch; this is advice).
+        self.batch_size = batch_size
+        # What Detector.load actually did: effective options, fallbacks taken, profile applied.
+        self.load_report: dict[str, Any] = {}
         self.tokenizer = processor.tokenizer
         self.tokenizer.padding_side = "left"  # the last position is then the prompt's end in every row
         self.class_ids = class_token_ids(self.tokenizer)
@@ -113,33 +175,151 @@ class Detector:
         options: LoadOptions | None = None,
         **kwargs: Any,
     ) -> Detector:
-        """Load a local checkpoint directory or a hub id (same code path), plus an optional LoRA adapter."""
+        """Load a local checkpoint directory or a hub id (same code path), plus an optional LoRA adapter.
+
+        ``options.profile`` applies an optimization profile first; then each option that cannot work
+        here falls back with a :class:`FallbackWarning` (listed in ``detector.load_report``).
+        """
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        opts = options or LoadOptions()
-        if opts.num_threads:
-            torch.set_num_threads(opts.num_threads)
-        device = resolve_device(opts.device)
-        dtype = resolve_dtype(opts.dtype, device)
-        proc_kwargs = {k: v for k, v in (("min_pixels", opts.min_pixels), ("max_pixels", opts.max_pixels)) if v}
         started = time.perf_counter()
+        opts = options or LoadOptions()
+        profile_summary = None
+        if opts.profile is not None:
+            opts, profile_summary = apply_profile(opts, opts.profile, force=opts.force_profile)
+        fallbacks: list[str] = []
+
+        device = resolve_device(opts.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            _fallback(fallbacks, f"device {opts.device!r} is not available here; using cpu")
+            device = torch.device("cpu")
+        dtype = resolve_dtype(opts.dtype, device)
+        if dtype != torch.float32 and not dtype_supported(dtype, device):
+            _fallback(fallbacks, f"{dtype_name(dtype)} does not run on {device}; using float32")
+            dtype = torch.float32
+        attn = opts.attn_implementation
+        if attn == "flash_attention_2" and not flash_attention_available(device):
+            _fallback(
+                fallbacks, f"flash_attention_2 needs a GPU and the flash-attn package ({device}); using sdpa"
+            )
+            attn = "sdpa"
+        threads = opts.num_threads
+        if threads:
+            cores = os.cpu_count() or 1
+            if threads > cores:
+                _fallback(fallbacks, f"num_threads={threads} exceeds the {cores} cores here; using {cores}")
+                threads = cores
+            torch.set_num_threads(threads)
+
+        proc_kwargs = {
+            k: v for k, v in (("min_pixels", opts.min_pixels), ("max_pixels", opts.max_pixels)) if v
+        }
         processor = AutoProcessor.from_pretrained(str(path), **proc_kwargs)
-        model = AutoModelForImageTextToText.from_pretrained(
-            str(path), dtype=dtype, attn_implementation=opts.attn_implementation
-        )
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(
+                str(path), dtype=dtype, attn_implementation=attn
+            )
+        except (ValueError, ImportError) as exc:
+            if attn == "eager":
+                raise
+            _fallback(fallbacks, f"attention {attn!r} refused by this model ({exc}); using eager")
+            attn = "eager"
+            model = AutoModelForImageTextToText.from_pretrained(
+                str(path), dtype=dtype, attn_implementation=attn
+            )
+
+        merged = False
         if opts.adapter_path:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, opts.adapter_path)
             if opts.merge_adapter:
-                model = model.merge_and_unload()
+                try:
+                    model = model.merge_and_unload()
+                    merged = True
+                except (ValueError, RuntimeError, NotImplementedError) as exc:
+                    _fallback(fallbacks, f"cannot merge the adapter ({exc}); serving it unmerged")
         model.to(device).eval()
+
+        quantized = False
+        float_model = None
         if opts.quantize_int8:
-            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+            if device.type != "cpu":
+                _fallback(fallbacks, "dynamic int8 quantization runs on CPU only; not quantized")
+            elif dtype != torch.float32:
+                _fallback(
+                    fallbacks, f"dynamic int8 quantization needs float32 weights, not {dtype_name(dtype)}"
+                )
+            else:
+                try:
+                    float_model = model
+                    model = torch.ao.quantization.quantize_dynamic(
+                        model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
+                    )
+                    quantized = True
+                except (RuntimeError, AssertionError, NotImplementedError) as exc:
+                    _fallback(fallbacks, f"dynamic int8 quantization failed ({exc}); not quantized")
+
+        kwargs.setdefault("profile_id", profile_summary["profile_id"] if profile_summary else "default")
+        if profile_summary:
+            kwargs.setdefault("batch_size", profile_summary["batch_size"])
+        det = cls(model, processor, **kwargs)
+        compiled = False
+        # quantize_dynamic returned a copy; the float model is kept only until the copy has run once.
+        if quantized and not det._smoke_test():
+            _fallback(fallbacks, "int8-quantized model failed its first forward pass; not quantized")
+            det.model = float_model
+            quantized = False
+        float_model = None
         if opts.compile:
-            model.forward = torch.compile(model.forward, dynamic=True)
-        log.info("loaded %s on %s as %s in %.1fs", path, device, dtype, time.perf_counter() - started)
-        return cls(model, processor, **kwargs)
+            eager_forward = det.model.forward
+            try:
+                det.model.forward = torch.compile(eager_forward, dynamic=True)
+                compiled = det._smoke_test()
+            except Exception as exc:  # compile backends raise many types; any of them means "don't compile"
+                log.debug("compile failed", exc_info=exc)
+                compiled = False
+            if not compiled:
+                det.model.forward = eager_forward
+                _fallback(fallbacks, "torch.compile failed on this machine; running eager")
+
+        effective = replace(
+            opts,
+            device=str(device),
+            dtype=dtype_name(dtype),
+            attn_implementation=attn,
+            compile=compiled,
+            quantize_int8=quantized,
+            merge_adapter=merged,
+            num_threads=threads or torch.get_num_threads(),
+        )
+        det.load_report = {
+            "options": effective,
+            "fallbacks": fallbacks,
+            "profile": profile_summary,
+            "load_s": time.perf_counter() - started,
+        }
+        log.info(
+            "loaded %s on %s as %s (attn %s, int8 %s, compile %s, profile %s) in %.1fs",
+            path,
+            device,
+            dtype_name(dtype),
+            attn,
+            quantized,
+            compiled,
+            det.profile_id,
+            det.load_report["load_s"],
+        )
+        return det
+
+    def _smoke_test(self) -> bool:
+        """One forward pass on a small blank image: does the model run as configured?"""
+        try:
+            probs = self.class_probabilities([Image.new("RGB", (64, 64), (127, 127, 127))])
+        except Exception as exc:  # noqa: BLE001 - whatever broke, the caller falls back
+            log.debug("smoke test failed", exc_info=exc)
+            return False
+        return bool(torch.isfinite(probs).all())
 
     def _inputs(self, images: list[Image.Image], suffixes: list[str]) -> Any:
         texts = [self._prompt + s for s in suffixes]
@@ -159,8 +339,14 @@ class Detector:
             class_logits = last.index_select(-1, self._class_index.to(last.device))
             return torch.softmax(class_logits, dim=-1).cpu()
 
-    def detect(self, images: list[Image.Image], explain: bool = False) -> list[Detection]:
-        """Verdicts for a batch; with ``explain`` the flagged ones also get a generated explanation."""
+    def detect(
+        self, images: list[Image.Image], explain: bool = False, max_new_tokens: int | None = None
+    ) -> list[Detection]:
+        """Verdicts for a batch; with ``explain`` the flagged ones also get a generated explanation.
+
+        Explanations follow the ``explain`` setting at the caller: ``flagged`` -> ``explain=True``,
+        ``none``/``on_demand`` -> ``explain=False`` (the review UI calls :meth:`explain` later).
+        """
         probs = self.class_probabilities(images)
         results = []
         for row in probs.tolist():
@@ -169,23 +355,38 @@ class Detector:
             results.append(Detection(label=label, scores=scores, flagged=flagged))
         if explain:
             wanted = [i for i, r in enumerate(results) if r.flagged]
-            texts = self.explain([images[i] for i in wanted], [results[i].label for i in wanted])
+            # An uncertain verdict is explained for its most probable class (the label stays uncertain).
+            shown = [
+                results[i].label if results[i].label in CLASSES else max(CLASSES, key=results[i].scores.get)
+                for i in wanted
+            ]
+            texts = self.explain([images[i] for i in wanted], shown, max_new_tokens)
             for i, text in zip(wanted, texts, strict=True):
                 r = results[i]
                 results[i] = Detection(r.label, r.scores, r.flagged, text)
         return results
 
     @torch.inference_mode()
-    def explain(self, images: list[Image.Image], labels: list[str], max_new_tokens: int = 64) -> list[str]:
-        """Greedy, batched, capped generation of the reasons for each image's verdict."""
+    def explain(
+        self, images: list[Image.Image], labels: list[str], max_new_tokens: int | None = None
+    ) -> list[str]:
+        """Greedy, batched, capped generation of the reasons for each image's verdict.
+
+        A label that is not a class (``uncertain``) forces only ``Verdict:``; the model then writes its
+        own verdict line and the reasons, and the whole continuation is returned.
+        """
         if not images:
             return []
-        shown = [lbl if lbl in CLASSES else "uncertain" for lbl in labels]
-        suffixes = [f"{VERDICT_PREFIX} {lbl}\nReasons:" for lbl in shown]
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        cap = self.explain_max_tokens if max_new_tokens is None else max_new_tokens
+        suffixes = [reasons_prefix(lbl) if lbl in CLASSES else VERDICT_PREFIX for lbl in labels]
         with self._lock:
             inputs = self._inputs(images, suffixes)
             out = self.model.generate(
-                **inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                **inputs,
+                max_new_tokens=cap,
+                do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
         new = out[:, inputs["input_ids"].shape[1] :]
