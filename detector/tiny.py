@@ -71,10 +71,9 @@ def _corpus() -> list[str]:
 
 def build_tokenizer(vocab_size: int = 1024):  # type: ignore[no-untyped-def]
     """A byte-level BPE trained on a small corpus, wrapped as the real Qwen2 tokenizer class."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
-    from tokenizers import Regex
 
     raw = Tokenizer(models.BPE())
     raw.normalizer = normalizers.NFC()
@@ -114,28 +113,50 @@ def tiny_config(tokenizer, real_size: bool = False):  # type: ignore[no-untyped-
     if real_size:
         # Qwen2.5-VL-3B-Instruct's published configuration (vocab kept to this tokenizer's size).
         text = dict(
-            hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-            num_key_value_heads=2, max_position_embeddings=128000,
+            hidden_size=2048,
+            intermediate_size=11008,
+            num_hidden_layers=36,
+            num_attention_heads=16,
+            num_key_value_heads=2,
+            max_position_embeddings=128000,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
         )
         vision = dict(
-            depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
-            fullatt_block_indexes=[7, 15, 23, 31], window_size=112,
+            depth=32,
+            hidden_size=1280,
+            intermediate_size=3420,
+            num_heads=16,
+            out_hidden_size=2048,
+            fullatt_block_indexes=[7, 15, 23, 31],
+            window_size=112,
         )
     else:
         text = dict(
-            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=4096,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=4096,
             # head_dim 16 -> mrope sections must sum to 8
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 3, 3]},
         )
         vision = dict(
-            depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-            fullatt_block_indexes=[1], window_size=56,
+            depth=2,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            fullatt_block_indexes=[1],
+            window_size=56,
         )
     text.update(
-        vocab_size=vocab, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"], rms_norm_eps=1e-6, hidden_act="silu",
+        vocab_size=vocab,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        rms_norm_eps=1e-6,
+        hidden_act="silu",
     )
     vision.update(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
     return Qwen2_5_VLConfig(

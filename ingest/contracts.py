@@ -6,12 +6,11 @@ dead letters too and may import no other package; the workers reuse it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import Field
 
-from misinfo.schema import Contract, utcnow
+from misinfo.schema import Contract, Timestamp, utcnow
 
 Source = Literal["reddit", "x", "instagram", "rss", "web", "folder", "upload"]
 
@@ -25,8 +24,8 @@ class ImageEvent(Contract):
     source_item_id: str
     source_url: str
     author: str | None
-    posted_at: datetime | None
-    collected_at: datetime
+    posted_at: Timestamp | None
+    collected_at: Timestamp
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     mime: str
@@ -45,4 +44,4 @@ class DeadLetter(Contract):
     raw: str | None = None  # the original payload as text, when it did not
     blob_uri: str | None = None
     source_url: str | None = None
-    failed_at: datetime = Field(default_factory=utcnow)
+    failed_at: Timestamp = Field(default_factory=utcnow)

@@ -67,6 +67,9 @@ def cli(log_level: str) -> None:
         level=getattr(logging, log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Client libraries log every connection at INFO; keep their warnings only.
+    for noisy in ("kafka", "aiokafka", "urllib3", "mlflow", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def main() -> None:

@@ -41,8 +41,13 @@ class Settings:
     kafka_bootstrap: str = field(default="127.0.0.1:19092", metadata={"help": "Kafka bootstrap servers"})
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL"})
     mlflow_tracking_uri: str = field(default="http://127.0.0.1:15000", metadata={"help": "MLflow server"})
-    ray_address: str = field(default="http://127.0.0.1:18265", metadata={"help": "Ray Jobs API address"})
-    blob_uri: str = field(default="", metadata={"help": "blob store root (file:// or s3://); '' = state_dir/blobs"})
+    ray_address: str = field(
+        default="http://127.0.0.1:18265", metadata={"help": "Ray Jobs API (dashboard) URL"}
+    )
+    ray_gcs_port: int = field(default=16379, metadata={"help": "embedded Ray head's GCS port"})
+    blob_uri: str = field(
+        default="", metadata={"help": "blob store root (file:// or s3://); '' = state_dir/blobs"}
+    )
     topic_images: str = field(default="misinfo.images", metadata={"help": "image events topic"})
     topic_verdicts: str = field(default="misinfo.verdicts", metadata={"help": "verdicts topic"})
     topic_feedback: str = field(default="misinfo.feedback", metadata={"help": "moderator labels topic"})
@@ -56,11 +61,15 @@ class Settings:
     adapter_path: str = field(default="", metadata={"help": "optional PEFT LoRA adapter directory"})
     profile_path: str = field(default="", metadata={"help": "optional optimization profile JSON"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
-    worker_group: str = field(default="misinfo-workers", metadata={"help": "worker consumer group / Faust app id"})
+    worker_group: str = field(
+        default="misinfo-workers", metadata={"help": "worker consumer group / Faust app id"}
+    )
     worker_web_port: int = field(default=6066, metadata={"help": "worker web server (metrics) port"})
     max_batch: int = field(default=8, metadata={"help": "largest detection batch"})
     max_wait_s: float = field(default=0.5, metadata={"help": "longest wait to fill a batch"})
-    uncertain_below: float = field(default=0.5, metadata={"help": "top-class probability under which: uncertain"})
+    uncertain_below: float = field(
+        default=0.5, metadata={"help": "top-class probability under which: uncertain"}
+    )
     flag_threshold: float = field(default=0.5, metadata={"help": "P(manipulated)+P(synthesized) that flags"})
     explain: str = field(default="none", metadata={"help": "explanations: flagged, none, on_demand"})
     explain_max_tokens: int = field(default=64, metadata={"help": "cap on explanation tokens"})

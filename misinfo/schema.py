@@ -8,9 +8,9 @@ add some); missing fields, wrong types and unknown ``schema_version`` values are
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ContractError(ValueError):
@@ -20,6 +20,10 @@ class ContractError(ValueError):
         self.contract = contract
         self.problems = problems
         super().__init__(f"invalid {contract}: " + "; ".join(problems))
+
+
+# Strict types everywhere, except timestamps, which JSON can only carry as ISO 8601 text.
+Timestamp = Annotated[datetime, Field(strict=False)]
 
 
 def utcnow() -> datetime:

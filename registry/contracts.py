@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import Field
 
-from misinfo.schema import Contract, utcnow
+from misinfo.schema import Contract, Timestamp, utcnow
 
 
 class ModelUpdate(Contract):
@@ -17,4 +15,4 @@ class ModelUpdate(Contract):
     alias: str
     profile_uri: str | None
     model_uri: str | None = None  # where the worker loads the weights/adapter from
-    promoted_at: datetime = Field(default_factory=utcnow)
+    promoted_at: Timestamp = Field(default_factory=utcnow)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from misinfo.schema import Contract, utcnow
+from misinfo.schema import Contract, Timestamp, utcnow
 
 VerdictLabel = Literal["authentic", "manipulated", "synthesized", "uncertain"]
 HumanLabel = Literal["authentic", "manipulated", "synthesized"]
@@ -24,7 +23,7 @@ class Verdict(Contract):
     model_version: str
     profile_id: str
     latency_ms: float = Field(ge=0)
-    decided_at: datetime = Field(default_factory=utcnow)
+    decided_at: Timestamp = Field(default_factory=utcnow)
     flagged: bool
     reused_from: str | None = None  # image_id whose verdict this one reuses (near duplicate)
 
@@ -44,4 +43,4 @@ class Label(Contract):
     moderator_id: str
     verdict_model_version: str | None
     note: str = ""
-    labeled_at: datetime = Field(default_factory=utcnow)
+    labeled_at: Timestamp = Field(default_factory=utcnow)

@@ -1,0 +1,1 @@
+"""One collector per source, on one base class (``base.Collector``)."""

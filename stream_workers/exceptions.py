@@ -1,0 +1,5 @@
+"""Worker errors. Bad input becomes a dead letter; these are for the rest."""
+
+
+class WorkerError(Exception):
+    """Root of the workers' errors."""

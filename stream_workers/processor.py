@@ -1,0 +1,227 @@
+"""One batch of image events → verdicts in Redis and on the verdicts topic, or dead letters.
+
+Framework-free (the Faust agent only hands payloads in), so it is unit-testable. Guarantees:
+
+- Bad input (schema violation, missing blob, undecodable image, a model error on one image) becomes
+  a dead letter with stage and reason; the rest of the batch still gets verdicts.
+- The model runs in one dedicated executor thread: the event loop keeps acking, committing and
+  flushing while the model works.
+- ``process`` returns only after every sink write and every produced record is acknowledged; infra
+  errors (Redis or broker down) are retried with backoff rather than raised, because Faust's
+  ``stream.take()`` would ack a batch whose body raised. Offsets therefore move only past work
+  that is done: at-least-once, with idempotent sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from PIL import Image
+
+from ingest.blobstore import BlobNotFound, read_blob
+from ingest.contracts import DeadLetter, ImageEvent
+from ingest.etl import decode_rgb
+from ingest.exceptions import BadInput
+from misinfo.schema import ContractError
+from stream_workers.contracts import Verdict
+from stream_workers.sinks import RedisSink
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, str, bytes], Awaitable[None]]  # (topic, key, value), returns once acknowledged
+
+
+@dataclass(frozen=True)
+class Topics:
+    verdicts: str
+    dead_letters: str
+
+
+@dataclass
+class BatchStats:
+    received: int = 0
+    verdicts: int = 0
+    reused: int = 0
+    dead_letters: int = 0
+    flagged: int = 0
+    model_s: float = 0.0
+    dead_reasons: list[str] = field(default_factory=list)
+    e2e_s: list[float] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+
+class BatchProcessor:
+    def __init__(
+        self,
+        detector_ref: Callable[[], Any],
+        sink: RedisSink,
+        send: Send,
+        topics: Topics,
+        executor: Executor,
+        *,
+        max_pixels: int = 50_000_000,
+        explain: str = "none",
+        retry_backoff_s: tuple[float, float] = (0.2, 10.0),
+    ) -> None:
+        self.detector_ref = detector_ref  # returns the detector serving now (hot swaps replace it)
+        self.sink = sink
+        self.send = send
+        self.topics = topics
+        self.executor = executor
+        self.max_pixels = max_pixels
+        self.explain = explain
+        self.retry_backoff_s = retry_backoff_s
+
+    async def process(self, payloads: list[bytes]) -> BatchStats:
+        stats = BatchStats(received=len(payloads))
+        detector = self.detector_ref()  # one model version for the whole batch
+        version = str(detector.version)
+        dead: list[DeadLetter] = []
+        events: list[ImageEvent] = []
+        for raw in payloads:
+            try:
+                events.append(ImageEvent.parse(raw))
+            except ContractError as exc:
+                dead.append(_letter("schema", str(exc), "ContractError", raw=raw))
+        events = _unique(events)  # a replayed duplicate inside one batch is judged once
+
+        done: list[tuple[ImageEvent, Verdict]] = []
+        todo: list[ImageEvent] = []
+        for ev in events:
+            known = await self._retry("redis read", lambda ev=ev: self.sink.known(ev.image_id, version))
+            if known is not None:
+                done.append((ev, known))
+                stats.reused += 1
+            else:
+                todo.append(ev)
+
+        loop = asyncio.get_running_loop()
+        loaded = await loop.run_in_executor(self.executor, self._load_images, todo)
+        ready: list[tuple[ImageEvent, Image.Image]] = []
+        for ev, img_or_letter in zip(todo, loaded, strict=True):
+            if isinstance(img_or_letter, DeadLetter):
+                dead.append(img_or_letter)
+            else:
+                ready.append((ev, img_or_letter))
+
+        if ready:
+            started = time.perf_counter()
+            results = await loop.run_in_executor(self.executor, self._detect_isolating, detector, ready)
+            stats.model_s = time.perf_counter() - started
+            per_image_ms = stats.model_s * 1000.0
+            for (ev, _), res in zip(ready, results, strict=True):
+                if isinstance(res, DeadLetter):
+                    dead.append(res)
+                    continue
+                done.append(
+                    (
+                        ev,
+                        Verdict(
+                            image_id=ev.image_id,
+                            label=res.label,
+                            scores=res.scores,
+                            explanation=res.explanation,
+                            model_name=detector.name,
+                            model_version=version,
+                            profile_id=detector.profile_id,
+                            latency_ms=per_image_ms,
+                            flagged=res.flagged,
+                        ),
+                    )
+                )
+
+        await self._retry("redis write", lambda: self.sink.write(done))
+        await self._retry("produce", lambda: self._publish(done, dead))
+        now = datetime.now(UTC)
+        stats.verdicts = len(done)
+        stats.flagged = sum(v.flagged for _, v in done)
+        stats.dead_letters = len(dead)
+        stats.dead_reasons = [d.stage for d in dead]
+        stats.labels = [v.label for _, v in done]
+        stats.e2e_s = [(now - ev.collected_at).total_seconds() for ev, _ in done]
+        return stats
+
+    async def _publish(self, done: list[tuple[ImageEvent, Verdict]], dead: list[DeadLetter]) -> None:
+        sends = [self.send(self.topics.verdicts, ev.image_id, v.to_json()) for ev, v in done]
+        sends += [
+            self.send(self.topics.dead_letters, (d.event or {}).get("image_id", "") or "unknown", d.to_json())
+            for d in dead
+        ]
+        await asyncio.gather(*sends)
+
+    def _load_images(self, events: list[ImageEvent]) -> list[Image.Image | DeadLetter]:
+        out: list[Image.Image | DeadLetter] = []
+        for ev in events:
+            try:
+                _, img = decode_rgb(read_blob(ev.blob_uri), self.max_pixels)
+                out.append(img)
+            except BlobNotFound:
+                out.append(_letter("blob", f"blob not found: {ev.blob_uri}", "BlobNotFound", event=ev))
+            except BadInput as exc:
+                out.append(_letter("decode", exc.reason, "BadInput", event=ev))
+        return out
+
+    def _detect_isolating(self, detector: Any, ready: list[tuple[ImageEvent, Image.Image]]) -> list[Any]:
+        """Run the batch; if it fails, run each image alone so one bad image costs only itself."""
+        images = [img for _, img in ready]
+        explain = self.explain == "flagged"
+        try:
+            return list(detector.detect(images, explain=explain))
+        except Exception as batch_exc:  # noqa: BLE001 - isolate, then report per image
+            log.warning("batch of %d failed (%s); isolating image by image", len(images), batch_exc)
+        out: list[Any] = []
+        for ev, img in ready:
+            try:
+                out.extend(detector.detect([img], explain=explain))
+            except Exception as exc:  # noqa: BLE001 - becomes a dead letter with its reason
+                out.append(_letter("detect", f"model error: {exc}", type(exc).__name__, event=ev))
+        return out
+
+    async def _retry(self, what: str, op: Callable[[], Awaitable[Any]]) -> Any:
+        delay, cap = self.retry_backoff_s
+        while True:
+            try:
+                return await op()
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(cap, delay * 2)
+
+
+def _is_transient(exc: Exception) -> bool:
+    import redis
+    from aiokafka.errors import KafkaError
+
+    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | KafkaError)
+
+
+def _unique(events: list[ImageEvent]) -> list[ImageEvent]:
+    seen: dict[str, ImageEvent] = {}
+    for ev in events:
+        seen.setdefault(ev.image_id, ev)
+    return list(seen.values())
+
+
+def _letter(
+    stage: str, reason: str, error_type: str, *, event: ImageEvent | None = None, raw: bytes | None = None
+) -> DeadLetter:
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        error_type=error_type,
+        event=event.to_dict() if event else None,
+        raw=raw.decode("utf-8", errors="replace")[:10_000] if raw is not None else None,
+        blob_uri=event.blob_uri if event else None,
+        source_url=event.source_url if event else None,
+    )

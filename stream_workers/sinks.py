@@ -1,0 +1,85 @@
+"""Redis state of each judged image: one record per image, indexes, the review queue.
+
+Every write is idempotent (HSET, ZADD, SET): replaying a batch overwrites, never adds. Keys:
+
+- ``{p}:verdict:{image_id}``    hash: the verdict JSON and the fields the UI filters on
+- ``{p}:index:time``            zset image_id -> decided_at (unix seconds)
+- ``{p}:index:source:{source}`` zset image_id -> decided_at
+- ``{p}:review``                zset image_id -> priority, flagged and not yet labeled
+- ``{p}:sightings:{image_id}``  set of ``source:item`` (written by ingest; read here for reach)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ingest.contracts import ImageEvent
+from stream_workers.contracts import Verdict
+
+
+def review_priority(verdict: Verdict, reach: int) -> float:
+    """Higher first: doubtful verdicts and widely seen images. In [0, 1 + log10(1 + reach)]."""
+    uncertainty = 1.0 - max(verdict.scores.values()) if verdict.scores else 1.0
+    fake = verdict.scores.get("manipulated", 0.0) + verdict.scores.get("synthesized", 0.0)
+    return round(max(uncertainty, fake) + math.log10(1 + reach), 6)
+
+
+class RedisSink:
+    def __init__(self, redis: Any, prefix: str = "misinfo") -> None:
+        self.redis = redis  # a redis.asyncio.Redis
+        self.p = prefix
+
+    def verdict_key(self, image_id: str) -> str:
+        return f"{self.p}:verdict:{image_id}"
+
+    @property
+    def review_key(self) -> str:
+        return f"{self.p}:review"
+
+    async def known(self, image_id: str, model_version: str) -> Verdict | None:
+        """The stored verdict for this image when the same model version decided it."""
+        raw = await self.redis.hget(self.verdict_key(image_id), "verdict")
+        if raw is None:
+            return None
+        verdict = Verdict.parse(raw)
+        return verdict if verdict.model_version == model_version else None
+
+    def labels_key(self, image_id: str) -> str:
+        return f"{self.p}:labels:{image_id}"
+
+    async def _reach_and_labeled(self, image_ids: list[str]) -> tuple[list[int], list[bool]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id in image_ids:
+            pipe.scard(f"{self.p}:sightings:{image_id}")
+            pipe.exists(self.labels_key(image_id))
+        out = await pipe.execute()
+        return [int(n) for n in out[0::2]], [bool(n) for n in out[1::2]]
+
+    async def write(self, pairs: list[tuple[ImageEvent, Verdict]]) -> None:
+        """Store the batch in one MULTI/EXEC: all of it or none of it."""
+        if not pairs:
+            return
+        reach, labeled = await self._reach_and_labeled([e.image_id for e, _ in pairs])
+        pipe = self.redis.pipeline(transaction=True)
+        for (event, verdict), seen, done in zip(pairs, reach, labeled, strict=True):
+            ts = verdict.decided_at.timestamp()
+            pipe.hset(
+                self.verdict_key(event.image_id),
+                mapping={
+                    "verdict": verdict.to_json(),
+                    "event": event.to_json(),
+                    "label": verdict.label,
+                    "flagged": int(verdict.flagged),
+                    "model_version": verdict.model_version,
+                    "source": event.source,
+                    "decided_at": ts,
+                },
+            )
+            pipe.zadd(f"{self.p}:index:time", {event.image_id: ts})
+            pipe.zadd(f"{self.p}:index:source:{event.source}", {event.image_id: ts})
+            if verdict.flagged and not done:  # a labeled image never returns to the queue on replay
+                pipe.zadd(self.review_key, {event.image_id: review_priority(verdict, seen)})
+            else:
+                pipe.zrem(self.review_key, event.image_id)
+        await pipe.execute()
