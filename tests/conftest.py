@@ -1,0 +1,122 @@
+"""Shared fixtures. The embedded stack (real broker, Redis, MLflow, Ray head) is started once per
+test session, lazily, on free loopback ports; each test gets fresh topics, group and Redis prefix."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from misinfo.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+MISINFO = str(Path(sys.executable).with_name("misinfo"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for this test session's own stack: its state dir and free ports."""
+    state = tmp_path_factory.mktemp("state")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MISINFO_")}
+    return load_settings(
+        environ,
+        state_dir=str(state),
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",
+        ray_address=f"http://127.0.0.1:{free_port()}",
+        ray_gcs_port=free_port(),
+        redis_url=os.environ.get("MISINFO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        topic_partitions=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def dev_stack(base_settings: Settings) -> Iterator[object]:
+    """The broker and Redis, started for the session; MLflow and Ray join on first use."""
+    from misinfo.devstack import DevStack
+
+    stack = DevStack(base_settings)
+    stack.up(["broker", "redis"], progress=lambda *_: None)
+    yield stack
+    stack.down(progress=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(dev_stack) -> str:  # type: ignore[no-untyped-def]
+    dev_stack.up(["mlflow"], progress=lambda *_: None)
+    return dev_stack.settings.mlflow_tracking_uri
+
+
+@pytest.fixture(scope="session")
+def ray_address(dev_stack) -> str:  # type: ignore[no-untyped-def]
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    dev_stack.up(["ray"], progress=lambda *_: None)
+    return dev_stack.settings.ray_address
+
+
+@pytest.fixture
+def settings(dev_stack, tmp_path: Path) -> Settings:  # type: ignore[no-untyped-def]
+    """Per-test settings on the session's stack: fresh topics, consumer group and Redis prefix."""
+    tag = uuid.uuid4().hex[:10]
+    s = dataclasses.replace(
+        dev_stack.settings,
+        state_dir=str(tmp_path / "state"),
+        topic_images=f"t{tag}.images",
+        topic_verdicts=f"t{tag}.verdicts",
+        topic_feedback=f"t{tag}.feedback",
+        topic_dead_letters=f"t{tag}.dead-letters",
+        topic_control=f"t{tag}.control",
+        redis_prefix=f"test:{tag}",
+        worker_group=f"workers-{tag}",
+        worker_web_port=free_port(),
+    )
+    from misinfo.devstack import DevStack
+
+    DevStack(s).create_topics()
+    yield s
+    import redis
+
+    r = redis.Redis.from_url(s.redis_url)
+    keys = list(r.scan_iter(f"{s.redis_prefix}:*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from detector.tiny import build_tiny_checkpoint
+
+    return str(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"), seed=0))
+
+
+def run_cli(settings: Settings, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run ``misinfo ARGS`` as a real process with the test's settings in its environment."""
+    return subprocess.run(
+        [MISINFO, *args], env={**os.environ, **settings.env(), **env}, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+
+
+def start_cli(settings: Settings, *args: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """Start ``misinfo ARGS`` in the background (a worker, a continuous collector), logging to ``log``."""
+    fh = open(log, "ab")  # noqa: SIM115 - the child owns it
+    try:
+        return subprocess.Popen(
+            [MISINFO, *args], env={**os.environ, **settings.env(), **env}, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        fh.close()
