@@ -33,7 +33,9 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "misinfo_end_to_end_latency_seconds", "histogram", "From collection (collected_at) to verdict sent"
     ),
-    MetricSpec("misinfo_consumer_lag", "gauge", "Messages behind the log end, per images partition", ("partition",)),
+    MetricSpec(
+        "misinfo_consumer_lag", "gauge", "Messages behind the log end, per images partition", ("partition",)
+    ),
     MetricSpec("misinfo_dead_letters_total", "counter", "Events sent to the dead-letter topic", ("reason",)),
     MetricSpec("misinfo_reuse_hits_total", "counter", "Verdicts reused from a near-duplicate image"),
     MetricSpec("misinfo_model_swaps_total", "counter", "Hot swaps of the serving model"),
