@@ -77,6 +77,7 @@ _METRICS_SCHEMA: dict[str, Any] = {
         "p95_ms": {"type": "number", "minimum": 0},
         "p99_ms": {"type": "number", "minimum": 0},
         "images_per_s": {"type": "number", "minimum": 0},
+        "images_per_s_median": {"type": "number", "minimum": 0},
         "peak_memory_mb": {"type": "number", "minimum": 0},
         "load_s": {"type": "number", "minimum": 0},
         "warmup_s": _NUM_OR_NULL,
@@ -172,6 +173,7 @@ PROFILE_SCHEMA: dict[str, Any] = {
                         "label_agreement": {"type": "number", "minimum": 0, "maximum": 1},
                         "max_score_diff": {"type": "number", "minimum": 0},
                         "images_per_s": {"type": "number", "minimum": 0},
+                        "ranked_by": {"type": "string"},
                     },
                 },
             ]
