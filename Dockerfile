@@ -55,7 +55,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates g++ \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin misinfo \
-    && mkdir -p /var/lib/misinfo/state /var/lib/misinfo/inbox /var/cache/misinfo/hf \
+    && mkdir -p /var/lib/misinfo/state /var/lib/misinfo/inbox /var/lib/misinfo/eval /var/lib/misinfo/profiles \
+        /var/cache/misinfo/hf \
     && chown -R misinfo:misinfo /var/lib/misinfo /var/cache/misinfo
 
 # Same paths as in the build stage: the venv's interpreter links into /opt/python.
