@@ -78,6 +78,41 @@ class Settings:
     reddit_client_secret: SecretStr = field(default=SecretStr(""), metadata={"help": "Reddit app secret"})
     x_bearer_token: SecretStr = field(default=SecretStr(""), metadata={"help": "X API bearer token"})
     instagram_access_token: SecretStr = field(default=SecretStr(""), metadata={"help": "Instagram token"})
+    # --- ingest: collectors' targets and endpoints (CLI arguments override the lists) ---
+    reddit_client_id: str = field(default="", metadata={"help": "Reddit app client id"})
+    reddit_user_agent: str = field(
+        default="misinfo-watch/0.1 (image collector)", metadata={"help": "Reddit API user agent"}
+    )
+    reddit_subreddits: str = field(default="", metadata={"help": "comma-separated subreddits to watch"})
+    reddit_sort: str = field(default="new", metadata={"help": "Reddit listing: new, hot or rising"})
+    reddit_oauth_url: str = field(default="https://oauth.reddit.com", metadata={"help": "Reddit API URL"})
+    reddit_url: str = field(default="https://www.reddit.com", metadata={"help": "Reddit token URL"})
+    x_api_url: str = field(default="https://api.x.com", metadata={"help": "X API v2 base URL"})
+    x_queries: str = field(default="", metadata={"help": "X recent-search queries, separated by ';'"})
+    x_users: str = field(default="", metadata={"help": "comma-separated X usernames (timelines)"})
+    instagram_graph_url: str = field(
+        default="https://graph.facebook.com", metadata={"help": "Instagram Graph API base URL"}
+    )
+    instagram_api_version: str = field(default="v21.0", metadata={"help": "Graph API version"})
+    instagram_user_id: str = field(default="", metadata={"help": "IG business account id making the calls"})
+    instagram_hashtags: str = field(default="", metadata={"help": "comma-separated hashtags (recent media)"})
+    instagram_accounts: str = field(
+        default="", metadata={"help": "comma-separated IG business account ids whose media to read"}
+    )
+    rss_feeds: str = field(default="", metadata={"help": "comma-separated RSS/Atom feed URLs"})
+    web_pages: str = field(default="", metadata={"help": "comma-separated web page URLs to watch"})
+    fetch_allow: str = field(
+        default="",
+        metadata={"help": "private networks the fetcher may reach: CIDR or IP[:port], comma-separated"},
+    )
+    fetch_connect_timeout_s: float = field(default=5.0, metadata={"help": "fetch connect timeout"})
+    fetch_read_timeout_s: float = field(default=15.0, metadata={"help": "fetch timeout per socket read"})
+    fetch_total_timeout_s: float = field(default=60.0, metadata={"help": "fetch deadline per URL"})
+    fetch_max_redirects: int = field(default=5, metadata={"help": "redirects followed per URL"})
+    near_duplicate_distance: int = field(
+        default=4, metadata={"help": "phash Hamming distance that links near-duplicates (-1 = off)"}
+    )
+    collect_backoff_max_s: float = field(default=300.0, metadata={"help": "longest collector backoff"})
 
     @property
     def blob_root(self) -> str:

@@ -102,11 +102,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-model"), seed=0))
 
 
-def run_cli(settings: Settings, *args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    settings: Settings, *args: str, timeout: float = 300, **env: str
+) -> subprocess.CompletedProcess[str]:
     """Run ``misinfo ARGS`` as a real process with the test's settings in its environment."""
     return subprocess.run(
-        [MISINFO, *args], env={**os.environ, **settings.env(), **env}, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [MISINFO, *args],
+        env={**os.environ, **settings.env(), **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -115,7 +121,10 @@ def start_cli(settings: Settings, *args: str, log: Path, **env: str) -> subproce
     fh = open(log, "ab")  # noqa: SIM115 - the child owns it
     try:
         return subprocess.Popen(
-            [MISINFO, *args], env={**os.environ, **settings.env(), **env}, stdout=fh, stderr=subprocess.STDOUT,
+            [MISINFO, *args],
+            env={**os.environ, **settings.env(), **env},
+            stdout=fh,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     finally:

@@ -52,6 +52,7 @@ class Component:
     name: str
     settings: Settings
     start_timeout_s: ClassVar[float] = 60.0
+    stop_timeout_s: ClassVar[float] = 30.0  # after SIGTERM, before SIGKILL
 
     def command(self, state: Path) -> list[str] | None:
         raise NotImplementedError
@@ -176,6 +177,9 @@ class RayHead(Component):
     stack owns its process group; token auth is off for this loopback-only head (Ray >= 2.59)."""
 
     start_timeout_s: ClassVar[float] = 120.0
+    # `ray start --block` and the raylet hang on SIGTERM (seen with 2.60); a dev head keeps no state
+    # worth a graceful stop, so the group gets SIGKILL soon after.
+    stop_timeout_s: ClassVar[float] = 5.0
 
     def endpoint(self) -> str:
         return self.settings.ray_address
@@ -205,7 +209,8 @@ class RayHead(Component):
             "--temp-dir",
             str(temp),
             "--disable-usage-stats",
-            # Fixed ports derived from the GCS port, and worker ports away from the stack's other services.
+            # Fixed ports derived from the GCS port; worker ports below the kernel's ephemeral range (32768+)
+            # and away from the stack's default ports.
             "--ray-client-server-port",
             str(self.settings.ray_gcs_port + 1),
             "--dashboard-agent-listen-port",

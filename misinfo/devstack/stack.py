@@ -144,7 +144,7 @@ class DevStack:
         finally:
             admin.close()
 
-    def down(self, names: list[str] | None = None, progress=print, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    def down(self, names: list[str] | None = None, progress=print) -> None:  # type: ignore[no-untyped-def]
         """Stop every component this stack started: SIGTERM to its process group, SIGKILL after a wait."""
         for c in reversed(self._select(names)):
             pid = self._pid(c)
@@ -155,7 +155,9 @@ class DevStack:
             _signal_group(pid, signal.SIGTERM)
             try:
                 wait_for(
-                    lambda p=pid: not _alive(p) and not _group_alive(p), timeout_s, what=f"{c.name} to stop"
+                    lambda p=pid: not _alive(p) and not _group_alive(p),
+                    c.stop_timeout_s,
+                    what=f"{c.name} to stop",
                 )
             except TimeoutError:
                 _signal_group(pid, signal.SIGKILL)
