@@ -1,0 +1,130 @@
+"""``misinfo demo``: the whole loop on one machine, on the embedded defaults.
+
+Starts the embedded stack (what is not already running), builds a tiny checkpoint when no model is
+configured, writes a handful of generated sample images, runs the folder collector and a worker as
+real processes, prints each verdict as it lands on the verdicts topic, then stops what it started.
+Each run uses its own topics and Redis prefix, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+
+from misinfo.config import Settings, load_settings
+
+
+def _misinfo(settings: Settings, *args: str, log: Path | None = None, **kw):  # type: ignore[no-untyped-def]
+    cmd = [str(Path(sys.executable).with_name("misinfo")), *args]
+    env = {**os.environ, **settings.env()}
+    if log is None:
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, **kw)
+    fh = open(log, "ab")  # noqa: SIM115 - the child owns it
+    try:
+        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        fh.close()
+
+
+@click.command()
+@click.option("--images", "n_images", default=8, show_default=True, help="sample images to generate")
+@click.option("--timeout", default=600.0, show_default=True, help="give up after this many seconds")
+@click.option("--keep-stack", is_flag=True, help="leave the stack running afterwards")
+def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
+    """Run collector → broker → worker → Redis + verdicts topic on generated images."""
+    from kafka import KafkaConsumer
+
+    from misinfo.devstack import DevStack
+    from misinfo.samples import write_samples
+    from stream_workers.cli import ensure_model
+    from stream_workers.contracts import Verdict
+
+    def say(msg: str) -> None:
+        click.echo(msg, err=True)
+
+    base = load_settings()
+    tag = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    settings = dataclasses.replace(
+        base,
+        topic_images=f"demo-{tag}.images",
+        topic_verdicts=f"demo-{tag}.verdicts",
+        topic_feedback=f"demo-{tag}.feedback",
+        topic_dead_letters=f"demo-{tag}.dead-letters",
+        topic_control=f"demo-{tag}.control",
+        redis_prefix=f"{base.redis_prefix}:demo:{tag}",
+        worker_group=f"demo-{tag}",
+    )
+    stack = DevStack(settings)
+    already = {s.name for s in stack.status() if s.healthy}
+    say(f"demo {tag}: starting the embedded stack (state in {settings.state_dir})")
+    stack.up(progress=lambda m: say("  " + m))
+    started = [c.name for c in stack.components if c.name not in already]
+    worker = None
+    try:
+        model = ensure_model(settings)
+        settings = dataclasses.replace(settings, model_path=model)
+        folder = Path(settings.state_dir) / "demo" / tag / "images"
+        paths = write_samples(folder, n=n_images, seed=int(uuid.uuid4().int % 1000))
+        say(f"wrote {len(paths)} sample images to {folder}")
+
+        log = Path(settings.state_dir) / "logs" / f"demo-worker-{tag}.log"
+        worker = _misinfo(settings, "worker", log=log)
+        say(f"worker started (pid {worker.pid}, log {log})")
+
+        collected = _misinfo(settings, "collect", "folder", str(folder), "--once", timeout=timeout)
+        if collected.returncode != 0:
+            raise click.ClickException(f"collector failed:\n{collected.stderr[-2000:]}")
+        counts = json.loads(collected.stdout.strip().splitlines()[-1])
+        say(f"collector: {json.dumps(counts)}")
+
+        consumer = KafkaConsumer(
+            settings.topic_verdicts,
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            consumer_timeout_ms=1000,
+        )
+        verdicts: dict[str, Verdict] = {}
+        deadline = time.monotonic() + timeout
+        while len(verdicts) < counts["published"]:
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"timed out; worker log: {log}")
+            if worker.poll() is not None:
+                raise click.ClickException(f"the worker exited ({worker.returncode}); log: {log}")
+            for msg in consumer:
+                v = Verdict.parse(msg.value)
+                if v.image_id not in verdicts:
+                    verdicts[v.image_id] = v
+                    fake = v.scores.get("manipulated", 0) + v.scores.get("synthesized", 0)
+                    click.echo(
+                        f"verdict {v.image_id[:12]} {v.label:11} P(fake)={fake:.2f} "
+                        f"{'FLAGGED' if v.flagged else 'ok':7} model={v.model_name}@{v.model_version} "
+                        f"{v.latency_ms:.0f} ms"
+                    )
+        consumer.close()
+        flagged = sum(v.flagged for v in verdicts.values())
+        say(
+            f"records in Redis under {settings.redis_prefix}:verdict:*, feed on topic {settings.topic_verdicts}"
+        )
+        summary = f"demo: {counts['published']} images, {len(verdicts)} verdicts, {flagged} flagged"
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        if not keep_stack and started:
+            say(f"stopping what the demo started: {', '.join(started)}")
+            stack.down(started, progress=lambda m: say("  " + m))
+    click.echo(summary)
