@@ -16,66 +16,13 @@ from detector.profile import (
     FallbackWarning,
     ProfileError,
     apply_profile,
-    device_kind,
     read_profile,
     validate_profile,
     write_profile,
 )
 
-CPU_KIND = device_kind("cpu")
 
-
-def make_profile(kind: str = CPU_KIND, **choice_options) -> dict:
-    options = {
-        "dtype": "float32",
-        "attn_implementation": "eager",
-        "compile": False,
-        "quantize_int8": False,
-        "merge_adapter": False,
-        "batch_size": 4,
-        "num_threads": 1,
-    }
-    options.update(choice_options)
-    metrics = {
-        "p50_ms": 10.0,
-        "p95_ms": 12.0,
-        "p99_ms": 13.0,
-        "images_per_s": 400.0,
-        "peak_memory_mb": 900.0,
-        "load_s": 1.0,
-        "label_agreement": 1.0,
-        "max_score_diff": 0.0,
-    }
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "profile_id": "prof-test",
-        "created_at": "2026-11-26T00:00:00+00:00",
-        "model": {"path": "/x", "adapter_path": None},
-        "machine": {"device_kind": kind, "device": "cpu"},
-        "libraries": {"torch": torch.__version__, "transformers": "5.17.0"},
-        "criteria": {
-            "min_agreement": 0.99,
-            "memory_budget_mb": None,
-            "agreement_on": "argmax",
-            "baseline": "b",
-        },
-        "candidates": [
-            {"id": "b", "options": dict(options), "status": "ok", "metrics": metrics, "eligible": True},
-            {
-                "id": "bad",
-                "options": dict(options),
-                "status": "failed",
-                "error": "boom",
-                "metrics": None,
-                "eligible": False,
-                "why_not": "failed",
-            },
-        ],
-        "choice": {"id": "b", "options": dict(options), "speedup_vs_baseline": 1.0, "label_agreement": 1.0},
-    }
-
-
-def test_schema_accepts_a_good_profile_and_names_what_is_wrong(tmp_path) -> None:
+def test_schema_accepts_a_good_profile_and_names_what_is_wrong(tmp_path, make_profile) -> None:
     doc = make_profile()
     validate_profile(doc)
     path = write_profile(doc, tmp_path / "p.json")
@@ -98,13 +45,18 @@ def test_schema_accepts_a_good_profile_and_names_what_is_wrong(tmp_path) -> None
         write_profile({"schema_version": 1}, tmp_path / "bad.json")
 
 
-def test_profile_applies_at_load(tiny_ckpt, tmp_path) -> None:
+def test_profile_applies_at_load(tiny_ckpt, tmp_path, make_profile) -> None:
     path = write_profile(
         make_profile(dtype="bfloat16", attn_implementation="eager", batch_size=4), tmp_path / "p.json"
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", FallbackWarning)  # nothing may fall back here
-        det = Detector.load(tiny_ckpt, LoadOptions(device="cpu", profile=str(path)))
+    threads = torch.get_num_threads()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FallbackWarning)  # nothing may fall back here
+            det = Detector.load(tiny_ckpt, LoadOptions(device="cpu", profile=str(path)))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)  # the thread count is process-wide
     assert next(det.model.parameters()).dtype == torch.bfloat16
     assert det.model.config._attn_implementation == "eager"
     assert det.profile_id == "prof-test" and det.batch_size == 4
@@ -114,7 +66,7 @@ def test_profile_applies_at_load(tiny_ckpt, tmp_path) -> None:
     torch.testing.assert_close(probs.sum(-1), torch.ones(1))
 
 
-def test_profile_from_another_device_kind_is_not_applied(tiny_ckpt) -> None:
+def test_profile_from_another_device_kind_is_not_applied(tiny_ckpt, make_profile) -> None:
     doc = make_profile(kind="cuda:NVIDIA H100 80GB HBM3", dtype="bfloat16")
     opts = LoadOptions(device="cpu", dtype="float32")
     with pytest.warns(FallbackWarning, match="measured on 'cuda:NVIDIA H100"):
@@ -129,7 +81,7 @@ def test_profile_from_another_device_kind_is_not_applied(tiny_ckpt) -> None:
     assert summary is not None and forced.dtype == "bfloat16"
 
 
-def test_unreadable_or_choiceless_profile_warns_and_loads_defaults(tiny_ckpt, tmp_path) -> None:
+def test_unreadable_or_choiceless_profile_warns_and_loads_defaults(tiny_ckpt, tmp_path, make_profile) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
     with pytest.warns(FallbackWarning, match="cannot read profile"):
@@ -147,7 +99,7 @@ def test_unreadable_or_choiceless_profile_warns_and_loads_defaults(tiny_ckpt, tm
     assert det.profile_id == "default"
 
 
-def test_options_unsupported_here_fall_back_with_warnings(tiny_ckpt, tiny_detector) -> None:
+def test_options_unsupported_here_fall_back_with_warnings(tiny_ckpt, tiny_detector, make_profile) -> None:
     # flash-attention is not installed and there is no GPU on a unit-test machine.
     assert not torch.cuda.is_available()
     doc = make_profile(attn_implementation="flash_attention_2", num_threads=10_000)
