@@ -1,0 +1,187 @@
+"""``misinfo optimize``: eval-set checks, the candidate grid, selection, and a real run on the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+from click.testing import CliRunner
+
+from registry.optimize import (
+    Candidate,
+    OptimizeError,
+    Result,
+    _compare,
+    _percentile,
+    default_grid,
+    eval_images,
+)
+from registry.optimize_cli import optimize as optimize_cmd
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from detector.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+@pytest.fixture(scope="module")
+def eval_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from detector.bench import bench_images
+
+    root = tmp_path_factory.mktemp("eval")
+    (root / "sub").mkdir()
+    for i, im in enumerate(bench_images(6, seed=5)):
+        im.save(root / ("sub" if i % 2 else ".") / f"im{i}.png")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_eval_set_missing_or_empty_is_refused(tmp_path, eval_dir) -> None:
+    with pytest.raises(OptimizeError, match="eval set is required"):
+        eval_images(None)
+    with pytest.raises(OptimizeError, match="not a directory"):
+        eval_images(tmp_path / "nope")
+    with pytest.raises(OptimizeError, match="holds no images"):
+        eval_images(tmp_path)
+    files = eval_images(eval_dir)
+    assert len(files) == 6 and all(p.suffix == ".png" for p in files)
+    assert len(eval_images(eval_dir, max_images=2)) == 2
+
+
+def test_cli_refuses_without_eval_set(tmp_path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(optimize_cmd, ["--model", str(tmp_path)])
+    assert result.exit_code != 0 and "eval set is required" in result.output
+    result = runner.invoke(optimize_cmd, ["--model", str(tmp_path), "--eval-set", str(tmp_path)])
+    assert result.exit_code != 0 and "holds no images" in result.output
+    assert not (tmp_path / "profile.json").exists()
+
+
+def test_default_cpu_grid_is_small_and_starts_with_the_baseline() -> None:
+    grid = default_grid("cpu")
+    cores = os.cpu_count() or 1
+    assert grid[0] == Candidate("float32", "eager", batch_size=8, num_threads=cores)
+    ids = [c.id for c in grid]
+    assert len(ids) == len(set(ids)) and len(grid) <= 10
+    assert not any(c.attn_implementation == "flash_attention_2" for c in grid)  # no GPU, no flash-attn
+    assert not any(c.compile for c in grid)  # compile is opt-in on CPU
+    assert any(c.quantize_int8 for c in grid) and any(c.dtype == "bfloat16" for c in grid)
+    assert {1, 8, 16} <= {c.batch_size for c in grid}
+    assert not any(c.merge_adapter for c in grid)
+    with_adapter = default_grid("cpu", adapter=True, compile=True)
+    assert any(c.merge_adapter for c in with_adapter) and any(c.compile for c in with_adapter)
+    full = default_grid(
+        "cpu",
+        dtypes=["float32"],
+        attns=["eager", "sdpa"],
+        batch_sizes=[4],
+        threads=[1],
+        int8=False,
+        full=True,
+    )
+    # 2 attentions x 2 batch sizes at 1 thread, plus the baseline (all cores; the same row on 1 core)
+    assert len(full) == 2 * 2 + (1 if cores > 1 else 0)
+
+
+def test_percentiles() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert _percentile(values, 50) == pytest.approx(50.5)
+    assert _percentile(values, 99) == pytest.approx(99.01)
+    assert _percentile([3.0], 95) == 3.0
+
+
+def _result(cand: Candidate, probs, ips: float, mem: float = 100.0, fallbacks=()) -> Result:  # type: ignore[no-untyped-def]
+    metrics = {"images_per_s": ips, "images_per_s_median": ips, "peak_memory_mb": mem}
+    return Result(cand, "ok", fallbacks=list(fallbacks), metrics=metrics, probs=probs)
+
+
+def test_agreement_is_on_the_argmax_and_selection_respects_budget() -> None:
+    base = [[0.34, 0.33, 0.33], [0.30, 0.36, 0.34], [0.2, 0.3, 0.5], [0.4, 0.3, 0.3]]
+    same_argmax = [[0.36, 0.32, 0.32], [0.31, 0.35, 0.34], [0.25, 0.25, 0.5], [0.5, 0.25, 0.25]]
+    one_flip = [[0.33, 0.34, 0.33], [0.30, 0.36, 0.34], [0.2, 0.3, 0.5], [0.4, 0.3, 0.3]]
+    results = [
+        _result(Candidate("float32", "eager"), base, 100),
+        _result(Candidate("bfloat16"), same_argmax, 300),
+        _result(Candidate("float16"), one_flip, 500),
+        _result(Candidate(batch_size=16), base, 400, mem=5000),
+        _result(Candidate(batch_size=2), base, 450, fallbacks=["x"]),
+        Result(Candidate(quantize_int8=True), "failed", error="boom"),
+    ]
+    _compare(results, min_agreement=0.99, memory_budget_mb=1000)
+    assert [r.eligible for r in results] == [True, True, False, False, False, False]
+    assert results[1].metrics["label_agreement"] == 1.0
+    assert results[1].metrics["max_score_diff"] == pytest.approx(0.1)
+    assert results[2].metrics["label_agreement"] == 0.75 and "agreement" in results[2].why_not
+    assert "budget" in results[3].why_not and "fell back" in results[4].why_not
+    _compare(results, min_agreement=0.75, memory_budget_mb=None)
+    assert [r.eligible for r in results] == [True, True, True, True, False, False]
+
+
+def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, tmp_path) -> None:
+    from detector.model import Detector, LoadOptions
+    from detector.profile import FallbackWarning, read_profile
+
+    out = tmp_path / "prof" / "profile.json"
+    cores = str(os.cpu_count() or 1)
+    args = [
+        "--model",
+        str(tiny_ckpt),
+        "--eval-set",
+        str(eval_dir),
+        "--out",
+        str(out),
+        "--dtypes",
+        "float32",
+        "--attn",
+        "eager,sdpa",
+        "--batch-sizes",
+        "",
+        "--threads",
+        cores,
+        "--no-int8",
+        "--no-compile",
+        "--batch-size",
+        "4",
+        "--min-batches",
+        "3",
+        "--mlflow-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--experiment",
+        "opt-test",
+    ]
+    result = CliRunner().invoke(optimize_cmd, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    doc = read_profile(out)  # validates against the schema
+    assert summary["profile"] == str(out) and summary["profile_id"] == doc["profile_id"]
+    assert [c["id"] for c in doc["candidates"]] == [f"fp32-eager-b4-t{cores}", f"fp32-sdpa-b4-t{cores}"]
+    assert all(c["status"] == "ok" for c in doc["candidates"]), doc["candidates"]
+    base = doc["candidates"][0]["metrics"]
+    assert base["label_agreement"] == 1.0 and base["max_score_diff"] == 0.0
+    for c in doc["candidates"]:
+        m = c["metrics"]
+        assert m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"] and m["images_per_s"] > 0 and m["peak_memory_mb"] > 0
+        assert m["batches"] >= 3
+    assert doc["choice"]["id"] in summary["choice"] and doc["choice"]["label_agreement"] >= 0.99
+    assert doc["machine"]["device_kind"].startswith("cpu:") and doc["libraries"]["torch"]
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert "[2/2]" in result.stderr  # progress
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["opt-test"], output_format="list")
+    parent = [r for r in runs if r.info.run_id == summary["mlflow_run_id"]]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]]
+    assert len(parent) == 1 and len(children) == 2
+    assert {c.info.run_name for c in children} == {c["id"] for c in doc["candidates"]}
+
+    # The detector applies what it just measured on this machine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FallbackWarning)
+        det = Detector.load(tiny_ckpt, LoadOptions(device="cpu", profile=str(out)))
+    assert det.profile_id == doc["profile_id"] and det.batch_size == 4
