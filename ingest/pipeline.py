@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from ingest.blobstore import BlobStore
 from ingest.contracts import DeadLetter, ImageEvent
-from ingest.dedup import Dedup
+from ingest.dedup import Dedup, hamming
 from ingest.etl import prepare
 from ingest.exceptions import BadInput
 from ingest.publisher import Publisher
@@ -34,7 +34,7 @@ class RawItem:
     error: BadInput | None = None  # set when fetching failed
     author: str | None = None
     posted_at: datetime | None = None
-    text: str = ""
+    text: str | bytes = ""  # bytes when the source's encoding is unknown; cleaned in ingest
 
 
 @dataclass(frozen=True)
@@ -55,22 +55,30 @@ class Ingestor:
         self.topics = topics
         self.max_pixels = max_pixels
         self.counts: Counter[str] = Counter()
-        self._in_flight: set[str] = set()  # image_ids queued in this flush window
+        # image_id -> phash of events queued in this flush window (not yet acked, so not in Redis)
+        self._in_flight: dict[str, str] = {}
 
     def ingest(self, item: RawItem) -> Outcome:
+        """Validate, store, dedup and queue one item; every item ends as exactly one outcome."""
         self.counts["seen"] += 1
         try:
             if item.error is not None:
                 raise item.error
-            assert item.data is not None
+            if item.data is None:
+                raise BadInput("fetch", "the collector produced no bytes and no error")
             prepared = prepare(item.data, self.max_pixels)
         except BadInput as exc:
             self.dead_letter(exc.stage, exc.reason, type(exc).__name__, item)
+            return "dead_letter"
+        except Exception as exc:  # a decoder bug on hostile bytes must not stop the collector
+            log.exception("unexpected error preparing %s %s", item.source, item.source_item_id)
+            self.dead_letter("etl", f"unexpected {type(exc).__name__}: {exc}", type(exc).__name__, item)
             return "dead_letter"
         self.dedup.record_sighting(prepared.image_id, item.source, item.source_item_id)
         if prepared.image_id in self._in_flight or self.dedup.is_published(prepared.image_id):
             self.counts["duplicates"] += 1
             return "duplicate"
+        near = self._near_duplicate(prepared.phash, prepared.image_id)
         uri = self.blobs.put(item.data)
         event = ImageEvent(
             image_id=prepared.image_id,
@@ -85,12 +93,13 @@ class Ingestor:
             height=prepared.height,
             mime=prepared.mime,
             phash=prepared.phash,
-            text=_clean_text(item.text),
+            text=clean_text(item.text),
+            near_duplicate_of=near,
         )
-        self._in_flight.add(event.image_id)
+        self._in_flight[event.image_id] = event.phash
 
-        def on_ok(image_id: str = event.image_id) -> None:
-            self.dedup.mark_published(image_id)
+        def on_ok(image_id: str = event.image_id, phash: str = event.phash) -> None:
+            self.dedup.mark_published(image_id, phash)
             self.counts["published"] += 1
 
         def on_fail(exc: Exception, ev: ImageEvent = event) -> None:
@@ -99,8 +108,23 @@ class Ingestor:
         self.publisher.send(self.topics.images, event.image_id, event.to_json(), on_ok, on_fail)
         return "published"
 
+    def _near_duplicate(self, phash: str, image_id: str) -> str | None:
+        """The closest earlier image within the distance bound: acked ones (Redis index) or ones
+        queued in this flush window (not in Redis until their ack)."""
+        limit = self.dedup.near_distance
+        if limit < 0:
+            return None
+        candidates = [(hamming(phash, h), i) for i, h in self._in_flight.items() if i != image_id]
+        found = self.dedup.find_near_duplicate(phash, image_id)
+        if found is not None:
+            candidates.append(found)
+        close = [c for c in candidates if c[0] <= limit]
+        return min(close)[1] if close else None
+
     def flush(self) -> None:
-        self.publisher.flush()
+        """Wait for every queued event's ack; dead letters queued by failures are flushed too."""
+        while self.publisher.pending:
+            self.publisher.flush()
         self._in_flight.clear()
 
     def dead_letter(
@@ -125,8 +149,19 @@ class Ingestor:
         self.publisher.send(self.topics.dead_letters, item.source_item_id, letter.to_json())
 
 
-def _clean_text(text: Any) -> str:
-    """Captions arrive in any encoding; undecodable bytes are replaced, never fatal."""
-    if isinstance(text, bytes):
-        return text.decode("utf-8", errors="replace")
-    return str(text or "")
+MAX_TEXT_CHARS = 10_000  # captions are context, not payload: keep events far below the broker's limit
+
+
+def clean_text(text: Any) -> str:
+    """Captions arrive in any encoding: invalid UTF-8 (bytes, or str carrying surrogate escapes from
+    file names) is replaced with U+FFFD, control characters other than whitespace are dropped, and the
+    text is capped at ``MAX_TEXT_CHARS``. Never fatal."""
+    if not isinstance(text, bytes):
+        text = str(text or "")
+        try:
+            text = text.encode("utf-8", errors="surrogateescape")
+        except UnicodeEncodeError:  # lone surrogates outside the escape range
+            text = text.encode("utf-8", errors="surrogatepass")
+    out = text.decode("utf-8", errors="replace")
+    out = "".join(c for c in out if c >= " " or c in "\t\n\r")
+    return out[:MAX_TEXT_CHARS]

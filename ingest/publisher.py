@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from ingest.exceptions import PublishError
 
@@ -63,8 +63,24 @@ class Publisher:
         kafka-python 3 has no bounded ``buffer_memory``; the bound is kept here instead."""
         if len(self._pending) >= self.max_pending:
             self.flush()
-        future = self.producer.send(topic, key=key.encode(), value=value)
+        try:
+            future = self.producer.send(topic, key=key.encode(), value=value)
+        except KafkaTimeoutError as exc:
+            # No metadata within max_block_ms: the broker is down. Raise so the collector stops
+            # without saving its cursor (a restart redoes the work) instead of dropping the record.
+            raise PublishError(f"broker unreachable: {exc}") from exc
+        except KafkaError as exc:  # refused before sending, e.g. a record over max_request_size
+            log.warning("publish refused: %s", exc)
+            if on_failure is None:
+                raise PublishError(str(exc)) from exc
+            on_failure(exc)
+            return
         self._pending.append((future, on_success, on_failure))
+
+    @property
+    def pending(self) -> int:
+        """Records queued and not yet reported by :meth:`flush`."""
+        return len(self._pending)
 
     def flush(self, timeout_s: float | None = None) -> int:
         """Wait for every queued record; run its callback; return how many failed."""

@@ -61,6 +61,29 @@ class Settings:
     adapter_path: str = field(default="", metadata={"help": "optional PEFT LoRA adapter directory"})
     profile_path: str = field(default="", metadata={"help": "optional optimization profile JSON"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    # --- continuous training: retrain trigger, the Ray job, the evaluation gate (trainer/, registry/) ---
+    train_trigger: bool = field(default=True, metadata={"help": "feedback agent submits trainings"})
+    train_min_new_labels: int = field(default=50, metadata={"help": "new labels that start a training"})
+    train_disagreement_threshold: float = field(
+        default=0.3, metadata={"help": "moderator-model disagreement share that starts a training"}
+    )
+    train_disagreement_window: int = field(default=100, metadata={"help": "last M labels for disagreement"})
+    train_cooldown_s: float = field(default=3600.0, metadata={"help": "least time between training starts"})
+    train_config: str = field(default="", metadata={"help": "training config YAML ('' = defaults)"})
+    train_overrides: str = field(
+        default="", metadata={"help": "training config overrides, section.key=value separated by ';'"}
+    )
+    train_seed_data: str = field(default="", metadata={"help": "seed data set (conversation JSON) to add"})
+    train_val_fraction: float = field(default=0.2, metadata={"help": "held-out share of labeled images"})
+    train_work_dir: str = field(default="", metadata={"help": "training jobs' files ('' = state_dir/training)"})
+    train_python: str = field(default="", metadata={"help": "interpreter on the Ray cluster ('' = this one)"})
+    train_gpus: int = field(default=-1, metadata={"help": "GPUs per training job (-1 = 1 if the cluster has any)"})
+    train_runtime_env: str = field(default="", metadata={"help": "extra Ray runtime_env as JSON"})
+    train_optimize: str = field(default="full", metadata={"help": "profile each candidate: full, quick, off"})
+    train_auto_promote: bool = field(default=True, metadata={"help": "promote a candidate that passes the gate"})
+    gate_min_improvement: float = field(default=0.01, metadata={"help": "macro-F1 gain over the champion"})
+    gate_max_recall_drop: float = field(default=0.05, metadata={"help": "largest per-class recall drop"})
+    gate_min_macro_f1: float = field(default=0.5, metadata={"help": "absolute macro-F1 floor"})
     worker_group: str = field(
         default="misinfo-workers", metadata={"help": "worker consumer group / Faust app id"}
     )

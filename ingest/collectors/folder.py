@@ -1,11 +1,13 @@
-"""A folder of images: once (backfill), or watching for new files. The cursor remembers each file's
-size and modification time, so a changed file is read again and an unchanged one never is."""
+"""A folder of images: once (backfill), or watching for new files (``--every``). The cursor remembers
+each file's size and modification time, so a changed file is read again and an unchanged one never is.
+A file caught half-written becomes a dead letter and is read again once its size or time changes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ingest.collectors.base import Collector
 from ingest.exceptions import BadInput
@@ -15,33 +17,46 @@ from ingest.pipeline import RawItem
 class FolderCollector(Collector):
     name = "folder"
 
-    def __init__(self, *args, root: str | Path, max_bytes: int, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args: Any, root: str | Path, max_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.cursor.setdefault("files", {})
 
+    def pending(self) -> int:
+        """How many files the next pass will read (for a progress bar)."""
+        seen: dict[str, str] = self.cursor["files"]
+        return sum(1 for rel, stamp in self._files() if seen.get(rel) != stamp)
+
+    def _files(self) -> Iterator[tuple[str, str]]:
+        for path in sorted(p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            st = path.stat()
+            yield str(path.relative_to(self.root)), f"{st.st_size}:{st.st_mtime_ns}"
+
     def poll(self) -> Iterator[RawItem]:
         if not self.root.is_dir():
             raise FileNotFoundError(f"not a directory: {self.root}")
         seen: dict[str, str] = self.cursor["files"]
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            st = path.stat()
-            rel = str(path.relative_to(self.root))
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        for rel, stamp in list(self._files()):
             if seen.get(rel) == stamp:
                 continue
-            item_id = f"{rel}@{st.st_mtime_ns}"
-            common = dict(
+            path = self.root / rel
+            size, mtime_ns = (int(v) for v in stamp.split(":"))
+            common: dict[str, Any] = dict(
                 source="folder",
-                source_item_id=item_id,
+                source_item_id=f"{rel}@{mtime_ns}",
                 source_url=path.resolve().as_uri(),
-                posted_at=datetime.fromtimestamp(st.st_mtime, UTC),
+                posted_at=datetime.fromtimestamp(mtime_ns / 1e9, UTC),
                 text=path.stem,
             )
-            if st.st_size > self.max_bytes:
-                err = BadInput("fetch", f"file of {st.st_size} bytes exceeds the {self.max_bytes}-byte cap")
-                yield RawItem(error=err, **common)  # type: ignore[arg-type]
+            if size > self.max_bytes:
+                err = BadInput("fetch", f"file of {size} bytes exceeds the {self.max_bytes}-byte cap")
+                yield RawItem(error=err, **common)
             else:
-                yield RawItem(data=path.read_bytes(), **common)  # type: ignore[arg-type]
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:  # vanished or unreadable: data, not a crash
+                    yield RawItem(error=BadInput("fetch", f"cannot read {rel}: {exc.strerror}"), **common)
+                else:
+                    yield RawItem(data=data, **common)
             seen[rel] = stamp
