@@ -6,6 +6,12 @@ letters (a, m, s), and Qwen2's byte-level BPE pre-tokenizer keeps a leading spac
 after it (`` ?\\p{L}+``), so the first token of each is ``Ġa…``, ``Ġm…``, ``Ġs…``: always distinct.
 :func:`class_token_ids` checks this against whatever tokenizer is loaded and refuses one where it
 does not hold.
+
+Checked against Qwen's real 151,643-token BPE vocabulary (the one Qwen2/Qwen2.5 use; read from the
+``qwen.tiktoken`` file that the ``dashscope`` wheel ships, with Qwen's pre-tokenizer regex):
+``Verdict:`` is ``Ver`` ``dict`` ``:`` and each class word is then one whole token, `` authentic``
+(13210), `` manipulated`` (54215), `` synthesized`` (91006), so the first token is the whole word.
+With the tiny test tokenizer they are single tokens too (``Ġauthentic``, ``Ġmanipulated``, ...).
 """
 
 from __future__ import annotations

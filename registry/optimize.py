@@ -500,7 +500,7 @@ def plot_candidates(doc: dict[str, Any], path: str | Path) -> Path:
             va="bottom",
             fontsize=7,
         )
-    ax.set_ylabel("images/s, median per batch (label: argmax agreement)")
+    ax.set_ylabel("images/s (median per batch)")
     ax.set_title(
         f"{doc['profile_id']} on {doc['machine']['device_kind']} (green: chosen, gray: ineligible)",
         fontsize=9,
