@@ -1,0 +1,178 @@
+"""The narrow interface in front of the MLflow model registry: register a version with its
+artifacts, set/get aliases (``champion``, ``challenger``), get a version by alias, tag, list.
+
+Nothing else in the project calls MLflow's registry API. A version's ``source`` is the artifact URI of
+its model directory (a PEFT adapter with ``adapter_config.json`` or a full checkpoint with
+``config.json``), which ``mlflow.artifacts.download_artifacts`` fetches; the evaluation report,
+dataset manifest and optimization profile are artifacts of the same run, their URIs kept as tags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "misinfo.champion_history"  # registered-model tag: JSON list of past champions, oldest first
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    name: str
+    version: str
+    source: str  # artifact URI of the model directory
+    run_id: str | None
+    aliases: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+    created_ms: int = 0
+
+    @property
+    def profile_uri(self) -> str | None:
+        return self.tags.get("profile_uri") or None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "source": self.source,
+            "run_id": self.run_id,
+            "aliases": list(self.aliases),
+            "tags": self.tags,
+            "created_ms": self.created_ms,
+        }
+
+
+class RegistryStore:
+    """One registered model in one MLflow tracking server (which must have a database-backed registry)."""
+
+    def __init__(self, tracking_uri: str, model_name: str) -> None:
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        self.name = model_name
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # ----------------------------------------------------------------------------------- versions
+
+    def _ensure_model(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(self.name, description="misinfo detector (Qwen2.5-VL)")
+            except MlflowException:  # created concurrently
+                self.client.get_registered_model(self.name)
+
+    def register(
+        self,
+        run_id: str,
+        model_dir: str | Path,
+        *,
+        artifacts: dict[str, str | Path] | None = None,
+        tags: dict[str, Any] | None = None,
+        description: str = "",
+    ) -> ModelVersionInfo:
+        """Upload ``model_dir`` (and ``artifacts``: artifact path -> file or directory) to the run,
+        then register a new version whose source is the uploaded model directory."""
+        model_dir = Path(model_dir)
+        if not (model_dir / "adapter_config.json").exists() and not (model_dir / "config.json").exists():
+            raise ValueError(f"{model_dir} is neither a PEFT adapter nor a full checkpoint directory")
+        self.client.log_artifacts(run_id, str(model_dir), "model")
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        run_root = self.client.get_run(run_id).info.artifact_uri.rstrip("/")
+        for dest, src in (artifacts or {}).items():
+            src = Path(src)
+            if src.is_dir():
+                self.client.log_artifacts(run_id, str(src), dest)
+                all_tags[f"{dest}_uri"] = f"{run_root}/{dest}"
+            else:
+                self.client.log_artifact(run_id, str(src), dest)
+                all_tags[f"{dest}_uri"] = f"{run_root}/{dest}/{src.name}"
+        self._ensure_model()
+        mv = self.client.create_model_version(
+            self.name, source=f"{run_root}/model", run_id=run_id, tags=all_tags, description=description
+        )
+        log.info("registered %s version %s from run %s", self.name, mv.version, run_id)
+        return self.get(str(mv.version))
+
+    def _info(self, mv: Any) -> ModelVersionInfo:
+        return ModelVersionInfo(
+            name=mv.name,
+            version=str(mv.version),
+            source=mv.source,
+            run_id=mv.run_id,
+            aliases=tuple(getattr(mv, "aliases", ()) or ()),
+            tags=dict(mv.tags or {}),
+            created_ms=int(mv.creation_timestamp or 0),
+        )
+
+    def get(self, version: str | int) -> ModelVersionInfo:
+        return self._info(self.client.get_model_version(self.name, str(version)))
+
+    def list_versions(self) -> list[ModelVersionInfo]:
+        """Every version, newest first."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(f"name='{self.name}'")
+        except MlflowException:
+            return []
+        return sorted((self._info(mv) for mv in found), key=lambda v: int(v.version), reverse=True)
+
+    def tag(self, version: str | int, key: str, value: Any) -> None:
+        self.client.set_model_version_tag(self.name, str(version), key, str(value))
+
+    # ------------------------------------------------------------------------------------ aliases
+
+    def set_alias(self, alias: str, version: str | int) -> None:
+        self._ensure_model()
+        self.client.set_registered_model_alias(self.name, alias, str(version))
+
+    def delete_alias(self, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model_alias(self.name, alias)
+        except MlflowException:
+            pass
+
+    def get_by_alias(self, alias: str) -> ModelVersionInfo | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._info(self.client.get_model_version_by_alias(self.name, alias))
+        except MlflowException:
+            return None
+
+    def champion_history(self) -> list[str]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            raw = self.client.get_registered_model(self.name).tags.get(HISTORY_TAG, "[]")
+        except MlflowException:
+            return []
+        return [str(v) for v in json.loads(raw)]
+
+    def set_champion_history(self, versions: list[str]) -> None:
+        self._ensure_model()
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(versions[-50:]))
+
+    # ---------------------------------------------------------------------------------- artifacts
+
+    def download(self, uri: str, dst: str | Path) -> Path:
+        """Fetch an artifact URI (a version's source, a report, a profile) into ``dst``."""
+        import mlflow
+
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri))
+
+    def read_json(self, uri: str, dst: str | Path) -> dict[str, Any]:
+        return json.loads(self.download(uri, dst).read_text())  # type: ignore[no-any-return]

@@ -1,0 +1,100 @@
+"""The feedback agent: moderators' labels → training counters in Redis → the retrain trigger.
+
+Thin Faust wiring only; the policy lives in :mod:`trainer.trigger`, the Ray submission in
+:mod:`trainer.submit`. Redis and Ray calls block, so they run in a small executor, never on the event
+loop. A timer re-checks the trigger so a finished job frees the slot even when no label arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from misinfo.config import Settings
+
+log = logging.getLogger(__name__)
+
+RECHECK_S = 30.0
+
+
+class FeedbackHandler:
+    """Counts one label and runs the trigger; framework-free (the agent only hands payloads in)."""
+
+    def __init__(self, settings: Settings, redis: Any, submitter: Any) -> None:
+        from trainer.trigger import TriggerPolicy, TriggerState
+
+        self.settings = settings
+        self.redis = redis
+        self.state = TriggerState(redis, settings.redis_prefix)
+        self.policy = TriggerPolicy.from_settings(settings)
+        self.submitter = submitter
+
+    def handle(self, payload: bytes) -> bool:
+        """Record a Label payload; returns whether it was new. Invalid payloads are logged and dropped."""
+        from misinfo.schema import ContractError
+        from stream_workers.contracts import Label
+
+        try:
+            label = Label.parse(payload)
+        except ContractError as exc:
+            log.warning("dropping an invalid label: %s", exc)
+            return False
+        served = self.redis.hget(f"{self.settings.redis_prefix}:verdict:{label.image_id}", "label")
+        served_label = served.decode() if isinstance(served, bytes) else served
+        return self.state.record_label(label, served_label, self.policy.disagreement_window)
+
+    def check(self) -> Any:
+        if not self.settings.train_trigger:
+            return None
+        from trainer.trigger import maybe_trigger
+
+        return maybe_trigger(self.state, self.policy, self.submitter, self.settings.model_name)
+
+
+def register_feedback_agent(app: Any, settings: Settings, submitter: Any = None) -> Any:
+    """Add the feedback agent (and its re-check timer) to ``app``; returns the agent."""
+    import redis
+
+    from trainer.submit import RaySubmitter
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback")
+    handler_box: dict[str, FeedbackHandler] = {}
+
+    def handler() -> FeedbackHandler:
+        # Built lazily in the executor thread: the Ray client connects on construction.
+        if "h" not in handler_box:
+            handler_box["h"] = FeedbackHandler(
+                settings, redis.Redis.from_url(settings.redis_url), submitter or RaySubmitter(settings)
+            )
+        return handler_box["h"]
+
+    def on_label(payload: bytes) -> None:
+        h = handler()
+        if h.handle(payload):
+            try:
+                h.check()
+            except Exception:  # noqa: BLE001 - a failed submission is retried on the next label/timer
+                log.exception("retrain trigger failed; retrying on the next label")
+
+    def recheck() -> None:
+        try:
+            handler().check()
+        except Exception:  # noqa: BLE001
+            log.exception("retrain trigger re-check failed")
+
+    feedback = app.topic(settings.topic_feedback, value_type=bytes, key_type=bytes)
+    loop_run = asyncio.get_event_loop
+
+    @app.agent(feedback, concurrency=1)
+    async def feedback_agent(stream: Any) -> None:
+        async for payload in stream:
+            await loop_run().run_in_executor(executor, on_label, payload)
+
+    @app.timer(RECHECK_S)
+    async def trigger_recheck() -> None:
+        await loop_run().run_in_executor(executor, recheck)
+
+    app.misinfo_feedback = handler  # type: ignore[attr-defined]
+    return feedback_agent

@@ -1,0 +1,134 @@
+"""``misinfo train run|cycle|submit|status|logs|stop|config``: training by hand and through Ray."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+
+@click.group()
+def train() -> None:
+    """Fine-tune the detector on moderators' labels (locally, or as a Ray job)."""
+
+
+@train.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML config")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="override a config value")
+def run(config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Train once as the config says (HF Trainer + PEFT LoRA or full, DeepSpeed, MLflow).
+
+    Start it under `torchrun --nproc_per_node N -m trainer.cli run ...` (or `deepspeed`) for N GPUs.
+    Prints progress and, last, one JSON line with the result.
+    """
+    from misinfo.config import load_settings
+    from trainer.config import ConfigError, load_config
+    from trainer.train import run_training
+
+    try:
+        cfg = load_config(config_path, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings = load_settings()
+    result = run_training(cfg, tracking_uri=cfg.tracking.mlflow_uri or settings.mlflow_tracking_uri, base_model=settings.model_path)
+    if int(os.environ.get("RANK", "0")) == 0:
+        click.echo(json.dumps(result))
+
+
+@train.command()
+def config() -> None:
+    """Print every config key with its default and help text (a YAML you can start from)."""
+    from trainer.config import describe
+
+    click.echo(describe())
+
+
+@train.command()
+@click.option("--request-json", default=None, help="the training request (default: $MISINFO_TRAINING_REQUEST)")
+def cycle(request_json: str | None) -> None:
+    """Run one whole cycle (what the Ray job runs): dataset, training, evaluation, registry, gate."""
+    from misinfo.config import load_settings
+    from trainer.cycle import run_cycle
+    from trainer.submit import REQUEST_ENV
+    from trainer.trigger import TrainingRequest
+
+    raw = request_json or os.environ.get(REQUEST_ENV)
+    settings = load_settings()
+    if raw:
+        request = TrainingRequest.from_json(raw)
+    else:
+        request = _manual_request(settings, "cycle run by hand")
+    result = run_cycle(settings, request, progress=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, default=str))
+
+
+def _manual_request(settings, reason: str):  # type: ignore[no-untyped-def]
+    import redis
+
+    from trainer.trigger import TrainingRequest, TriggerState
+
+    counters = TriggerState(redis.Redis.from_url(settings.redis_url), settings.redis_prefix).counters()
+    return TrainingRequest(settings.model_name, settings.redis_prefix, counters.labels_total, reason, requested_by="cli")
+
+
+@train.command()
+@click.option("--wait", is_flag=True, help="follow the job's logs until it ends; exit 1 unless it succeeded")
+@click.option("--timeout", default=7200.0, show_default=True, help="seconds to wait with --wait")
+@click.option("--gpus", type=int, default=None, help="GPUs for the job (default: MISINFO_TRAIN_GPUS)")
+@click.option("--reason", default="submitted by hand", show_default=True)
+def submit(wait: bool, timeout: float, gpus: int | None, reason: str) -> None:
+    """Submit a training cycle to Ray (MISINFO_RAY_ADDRESS); the same labels give the same job id."""
+    from misinfo.config import load_settings
+    from trainer.submit import RaySubmitter
+
+    settings = load_settings()
+    request = _manual_request(settings, reason)
+    sub = RaySubmitter(settings, gpus=gpus)
+    sid = sub.submit(request)
+    click.echo(f"submission {sid}", err=True)
+    status = sub.status(sid)
+    if wait:
+        status = sub.wait(sid, timeout, progress=lambda text: click.echo(text, nl=False, err=True))
+    click.echo(json.dumps({"submission_id": sid, "status": status, "request_id": request.request_id}))
+    if wait and status != "SUCCEEDED":
+        sys.exit(1)
+
+
+@train.command()
+@click.argument("submission_id")
+def status(submission_id: str) -> None:
+    """A job's status."""
+    from misinfo.config import load_settings
+    from trainer.submit import RaySubmitter
+
+    click.echo(RaySubmitter(load_settings()).status(submission_id))
+
+
+@train.command()
+@click.argument("submission_id")
+def logs(submission_id: str) -> None:
+    """A job's logs."""
+    from misinfo.config import load_settings
+    from trainer.submit import RaySubmitter
+
+    click.echo(RaySubmitter(load_settings()).logs(submission_id))
+
+
+@train.command()
+@click.argument("submission_id")
+def stop(submission_id: str) -> None:
+    """Stop a job."""
+    from misinfo.config import load_settings
+    from trainer.submit import RaySubmitter
+
+    click.echo("stopped" if RaySubmitter(load_settings()).stop(submission_id) else "not running")
+
+
+if __name__ == "__main__":  # the Ray job and torchrun start it as `python -m trainer.cli`
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "urllib3", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    train(prog_name="python -m trainer.cli")

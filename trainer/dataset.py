@@ -1,0 +1,333 @@
+"""The dataset builder: moderators' labels (plus an optional seed set) → train/validation files in the
+conversation JSON format and a versioned manifest.
+
+- Labels come from Redis (``{p}:labels:{image_id}``: moderator_id -> Label JSON, written by the
+  moderation service) or from a replay of the feedback topic; the image comes from the blob store,
+  through the ``ImageEvent`` kept in the verdict record (``{p}:verdict:{image_id}``, field ``event``).
+- Several moderators on one image: the majority label wins (ties: the most recent label); the
+  answer's reasons are the winning moderators' latest note, else the detector's default reasons.
+- Near-duplicates (perceptual-hash Hamming distance within ``phash_distance``) form one group, and a
+  group lies wholly in train or wholly in validation, so re-shares of one picture never leak across.
+- Class balancing oversamples the training split up to the largest class (the re-share
+  augmentations at training time make the copies differ); the validation split is left as it is.
+- The manifest lists every record (image sha256, label, split, group, source) and its digest is the
+  dataset version; :func:`log_manifest_input` logs it to MLflow as the run's input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from detector.answer import CLASSES, format_answer
+from trainer.data import conversation_record, read_records
+
+log = logging.getLogger(__name__)
+
+MANIFEST_SCHEMA = 1
+
+
+@dataclass
+class Item:
+    """One labeled image before it is written out."""
+
+    image_id: str
+    label: str
+    note: str = ""
+    source: str = "labels"  # labels | seed
+    blob_uri: str | None = None
+    path: str | None = None
+    phash: str | None = None
+    moderators: list[str] = field(default_factory=list)
+
+    def read_bytes(self) -> bytes:
+        if self.path:
+            return Path(self.path).read_bytes()
+        if self.blob_uri:
+            from ingest.blobstore import read_blob
+
+            return read_blob(self.blob_uri)
+        raise ValueError(f"{self.image_id}: no image (neither path nor blob_uri)")
+
+
+def aggregate_labels(labels: Iterable[Any]) -> dict[str, tuple[str, str, list[str]]]:
+    """image_id -> (label, note, moderators) from :class:`~stream_workers.contracts.Label`s.
+
+    The latest label of each moderator counts; the majority wins, ties go to the most recent.
+    """
+    latest: dict[tuple[str, str], Any] = {}
+    for lb in labels:
+        key = (lb.image_id, lb.moderator_id)
+        if key not in latest or lb.labeled_at >= latest[key].labeled_at:
+            latest[key] = lb
+    per_image: dict[str, list[Any]] = defaultdict(list)
+    for (image_id, _), lb in latest.items():
+        per_image[image_id].append(lb)
+    out = {}
+    for image_id, lbs in per_image.items():
+        votes = Counter(lb.label for lb in lbs)
+        newest = {c: max(lb.labeled_at for lb in lbs if lb.label == c) for c in votes}
+        label = max(votes, key=lambda c: (votes[c], newest[c]))
+        winners = sorted((lb for lb in lbs if lb.label == label), key=lambda lb: lb.labeled_at)
+        notes = [lb.note for lb in winners if lb.note.strip()]
+        out[image_id] = (label, notes[-1] if notes else "", sorted(lb.moderator_id for lb in lbs))
+    return out
+
+
+def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Item]:
+    from ingest.contracts import ImageEvent
+
+    items = []
+    for image_id, (label, note, mods) in sorted(aggregate_labels(labels).items()):
+        raw = redis.hget(f"{prefix}:verdict:{image_id}", "event")
+        if raw is None:
+            log.warning("labeled image %s has no verdict record with its event; skipped", image_id)
+            continue
+        event = ImageEvent.parse(raw)
+        items.append(Item(image_id, label, note, "labels", blob_uri=event.blob_uri, phash=event.phash, moderators=mods))
+    return items
+
+
+def labels_from_redis(redis: Any, prefix: str) -> list[Item]:
+    """Every labeled image in Redis under ``prefix``, with its blob reference."""
+    from stream_workers.contracts import Label
+
+    labels = []
+    for key in redis.scan_iter(f"{prefix}:labels:*", count=1000):
+        for raw in redis.hgetall(key).values():
+            labels.append(Label.parse(raw))
+    return _items_from_labels(redis, prefix, labels)
+
+
+def labels_from_topic(bootstrap: str, topic: str, redis: Any, prefix: str, idle_s: float = 5.0) -> list[Item]:
+    """Rebuild the label set by replaying the feedback topic from its start (Kafka is the durable log)."""
+    from kafka import KafkaConsumer
+
+    from misinfo.schema import ContractError
+    from stream_workers.contracts import Label
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=int(idle_s * 1000),
+    )
+    labels = []
+    try:
+        for msg in consumer:
+            try:
+                labels.append(Label.parse(msg.value))
+            except ContractError as exc:
+                log.warning("skipping an invalid label at %s[%d]@%d: %s", topic, msg.partition, msg.offset, exc)
+    finally:
+        consumer.close()
+    return _items_from_labels(redis, prefix, labels)
+
+
+def seed_items(path: str | Path, image_root: str | Path | None = None) -> list[Item]:
+    """Items from a seed data set in the conversation JSON format."""
+    items = []
+    for ex in read_records(path, image_root):
+        digest = hashlib.sha256(ex.image.read_bytes()).hexdigest()
+        reasons = ex.answer.split("Reasons:", 1)[1].strip() if "Reasons:" in ex.answer else ""
+        items.append(Item(digest, ex.label, reasons, "seed", path=str(ex.image)))
+    return items
+
+
+# ------------------------------------------------------------------------------------- grouping
+
+
+def phash_of(data: bytes) -> str:
+    import imagehash
+
+    with Image.open(io.BytesIO(data)) as im:
+        return str(imagehash.phash(im.convert("RGB")))
+
+
+def hamming(a: str, b: str) -> int:
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def group_near_duplicates(phashes: list[str], distance: int) -> list[int]:
+    """Union-find over pairs within ``distance``: index -> group id (the group's smallest index)."""
+    parent = list(range(len(phashes)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    if distance >= 0:
+        for i in range(len(phashes)):
+            for j in range(i + 1, len(phashes)):
+                if hamming(phashes[i], phashes[j]) <= distance:
+                    a, b = find(i), find(j)
+                    if a != b:
+                        parent[max(a, b)] = min(a, b)
+    return [find(i) for i in range(len(phashes))]
+
+
+def split_groups(labels: list[str], groups: list[int], val_fraction: float, seed: int) -> list[str]:
+    """'train'/'val' per item; whole groups move, aiming at ``val_fraction`` of each class in val."""
+    by_group: dict[int, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by_group[g].append(i)
+    order = sorted(by_group, key=lambda g: hashlib.sha256(f"{seed}:{g}:{labels[g]}".encode()).hexdigest())
+    totals = Counter(labels)
+    want = {c: round(n * val_fraction) for c, n in totals.items()}
+    if val_fraction > 0:
+        for c, n in totals.items():  # every class with 2+ images gets at least one held-out example
+            want[c] = max(want[c], 1 if n >= 2 else 0)
+    have: Counter[str] = Counter()
+    split = ["train"] * len(labels)
+    for g in order:
+        members = by_group[g]
+        counts = Counter(labels[i] for i in members)
+        if all(have[c] + k <= want[c] for c, k in counts.items()):
+            for i in members:
+                split[i] = "val"
+            have.update(counts)
+    return split
+
+
+def balance(indices: list[int], labels: list[str], seed: int) -> list[int]:
+    """Oversample each class of ``indices`` up to the largest one (deterministically)."""
+    rng = random.Random(seed)
+    per: dict[str, list[int]] = defaultdict(list)
+    for i in indices:
+        per[labels[i]].append(i)
+    if not per:
+        return []
+    top = max(len(v) for v in per.values())
+    out = []
+    for c in sorted(per):
+        members = per[c]
+        out += members + [rng.choice(members) for _ in range(top - len(members))]
+    rng.shuffle(out)
+    return out
+
+
+# ----------------------------------------------------------------------------------- the builder
+
+
+def build_dataset(
+    items: list[Item],
+    out_dir: str | Path,
+    *,
+    val_fraction: float = 0.2,
+    phash_distance: int = 4,
+    seed: int = 0,
+    balance_classes: bool = True,
+    sources: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``images/``, ``train.json``, ``val.json`` and ``manifest.json`` under ``out_dir``; return the manifest."""
+    out = Path(out_dir)
+    img_dir = out / "images"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    seen: dict[str, Item] = {}
+    for it in items:  # the same image twice (a seed image also labeled live): the live label wins
+        if it.label not in CLASSES:
+            raise ValueError(f"{it.image_id}: label {it.label!r} is not one of {CLASSES}")
+        if it.image_id not in seen or it.source == "labels":
+            seen[it.image_id] = it
+    kept = list(seen.values())
+    files: list[str] = []
+    hashes: list[str] = []
+    for it in kept:
+        data = it.read_bytes()
+        with Image.open(io.BytesIO(data)) as im:
+            ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}.get(im.format or "", "img")
+        name = f"{hashlib.sha256(data).hexdigest()}.{ext}"
+        (img_dir / name).write_bytes(data)
+        files.append(f"images/{name}")
+        hashes.append(it.phash or phash_of(data))
+    labels = [it.label for it in kept]
+    groups = group_near_duplicates(hashes, phash_distance)
+    split = split_groups(labels, groups, val_fraction, seed)
+    train_idx = [i for i, s in enumerate(split) if s == "train"]
+    val_idx = [i for i, s in enumerate(split) if s == "val"]
+    train_order = balance(train_idx, labels, seed) if balance_classes else train_idx
+
+    def record(i: int) -> dict[str, Any]:
+        return conversation_record(files[i], format_answer(kept[i].label, kept[i].note), id=kept[i].image_id)
+
+    (out / "train.json").write_text(json.dumps([record(i) for i in train_order], indent=1))
+    (out / "val.json").write_text(json.dumps([record(i) for i in val_idx], indent=1))
+    rows = [
+        {
+            "image_id": it.image_id,
+            "file": files[i],
+            "label": it.label,
+            "split": split[i],
+            "group": groups[i],
+            "phash": hashes[i],
+            "source": it.source,
+            "moderators": it.moderators,
+        }
+        for i, it in enumerate(kept)
+    ]
+    params = {
+        "val_fraction": val_fraction,
+        "phash_distance": phash_distance,
+        "seed": seed,
+        "balance_classes": balance_classes,
+    }
+    digest = hashlib.sha256(
+        json.dumps([[r["image_id"], r["label"], r["split"]] for r in sorted(rows, key=lambda r: r["image_id"])] + [params]).encode()
+    ).hexdigest()
+    manifest = {
+        "schema_version": MANIFEST_SCHEMA,
+        "version": f"ds-{digest[:12]}",
+        "digest": digest,
+        "created_at": datetime.now(UTC).isoformat(),
+        "params": params,
+        "sources": sources or {},
+        "counts": {
+            "images": len(kept),
+            "groups": len(set(groups)),
+            "train": dict(Counter(labels[i] for i in train_idx)),
+            "train_balanced": dict(Counter(labels[i] for i in train_order)),
+            "val": dict(Counter(labels[i] for i in val_idx)),
+        },
+        "files": {"train": "train.json", "val": "val.json"},
+        "records": rows,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    log.info(
+        "dataset %s: %d images in %d groups, train %s (balanced %s), val %s",
+        manifest["version"],
+        len(kept),
+        manifest["counts"]["groups"],
+        manifest["counts"]["train"],
+        manifest["counts"]["train_balanced"],
+        manifest["counts"]["val"],
+    )
+    return manifest
+
+
+def log_manifest_input(manifest_path: str | Path, context: str = "training") -> None:
+    """Log the manifest to the active MLflow run as its input dataset (and as an artifact)."""
+    import mlflow
+    import pandas as pd
+
+    path = Path(manifest_path)
+    manifest = json.loads(path.read_text())
+    df = pd.DataFrame([{k: r[k] for k in ("image_id", "label", "split", "group", "source")} for r in manifest["records"]])
+    dataset = mlflow.data.from_pandas(df, source=str(path.resolve()), name=manifest["version"], targets="label")
+    mlflow.log_input(dataset, context=context, tags={"digest": manifest["digest"]})
+    mlflow.log_artifact(str(path), "dataset")
+    mlflow.set_tag("dataset.version", manifest["version"])

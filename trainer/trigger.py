@@ -1,0 +1,206 @@
+"""The retrain trigger: label counters in Redis and the policy that turns them into a training request.
+
+A training starts when, whichever comes first,
+
+- ``min_new_labels`` labels arrived since the last training started, or
+- the share of moderator–model disagreements over the last ``disagreement_window`` labels exceeds
+  ``disagreement_threshold`` (a moderator label differing from the served verdict, ``uncertain``
+  included, counts as a disagreement),
+
+and neither the cooldown since the last start is running nor a training is in flight (at most one:
+the claim is a Redis ``SET NX``, so several feedback agents never start two). Keys, under
+``{prefix}:training:``: ``labels_total``, ``seen`` (label identities, so a replayed label is not
+counted twice), ``recent`` (0/1 disagreements, newest first), ``per_class:{label}``,
+``labels_at_last``, ``last_started_at``, ``in_flight`` (submission id), ``history`` (JSON lines).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+
+
+@dataclass(frozen=True)
+class TriggerPolicy:
+    min_new_labels: int = 50
+    disagreement_threshold: float = 0.3
+    disagreement_window: int = 100
+    cooldown_s: float = 3600.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TriggerPolicy:
+        return cls(
+            settings.train_min_new_labels,
+            settings.train_disagreement_threshold,
+            settings.train_disagreement_window,
+            settings.train_cooldown_s,
+        )
+
+
+@dataclass(frozen=True)
+class Counters:
+    labels_total: int = 0
+    labels_at_last: int = 0
+    recent: tuple[int, ...] = ()  # newest first, at most the window
+    last_started_at: float | None = None
+    in_flight: str | None = None
+
+    @property
+    def new_labels(self) -> int:
+        return self.labels_total - self.labels_at_last
+
+    def disagreement(self, window: int) -> float | None:
+        """The disagreement share over the last ``window`` labels, None until the window is full."""
+        if window <= 0 or len(self.recent) < window:
+            return None
+        return sum(self.recent[:window]) / window
+
+
+def decide(policy: TriggerPolicy, c: Counters, now: float) -> tuple[bool, str]:
+    """(start a training?, why / why not). Pure: the unit tests drive it directly."""
+    if c.in_flight:
+        return False, f"training {c.in_flight} is in flight"
+    if c.last_started_at is not None and now - c.last_started_at < policy.cooldown_s:
+        return False, f"cooldown: {policy.cooldown_s - (now - c.last_started_at):.0f}s left"
+    if policy.min_new_labels > 0 and c.new_labels >= policy.min_new_labels:
+        return True, f"{c.new_labels} new labels (threshold {policy.min_new_labels})"
+    share = c.disagreement(policy.disagreement_window)
+    if share is not None and share > policy.disagreement_threshold:
+        return True, (
+            f"disagreement {share:.2f} over the last {policy.disagreement_window} labels "
+            f"(threshold {policy.disagreement_threshold:.2f})"
+        )
+    return False, f"{c.new_labels} new labels, disagreement {share if share is not None else 'n/a'}"
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    """What the trigger (or a person) asks the trainer for; its identity makes the Ray submission id."""
+
+    model_name: str
+    redis_prefix: str
+    labels_total: int
+    reason: str
+    created_at: float = field(default_factory=time.time)
+    requested_by: str = "trigger"
+
+    @property
+    def request_id(self) -> str:
+        ident = json.dumps([self.model_name, self.redis_prefix, self.labels_total, self.requested_by])
+        return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+    @property
+    def submission_id(self) -> str:
+        return f"misinfo-train-{self.request_id}"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> TrainingRequest:
+        return cls(**json.loads(raw))
+
+
+class Submitter(Protocol):
+    def submit(self, request: TrainingRequest) -> str: ...
+
+    def status(self, submission_id: str) -> str: ...
+
+
+class TriggerState:
+    """The counters in Redis (a synchronous ``redis.Redis``)."""
+
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self.r = redis
+        self.k = f"{prefix}:training"
+        self.prefix = prefix
+
+    def record_label(self, label: Any, served_label: str | None, window: int) -> bool:
+        """Count one label; ``served_label`` is the verdict the model gave (None: never judged).
+        Returns False for a label already counted (a replay)."""
+        ident = f"{label.image_id}:{label.moderator_id}:{label.labeled_at.isoformat()}"
+        if not self.r.sadd(f"{self.k}:seen", ident):
+            return False
+        pipe = self.r.pipeline(transaction=True)
+        pipe.incr(f"{self.k}:labels_total")
+        pipe.incr(f"{self.k}:per_class:{label.label}")
+        if served_label is not None:
+            pipe.lpush(f"{self.k}:recent", int(served_label != label.label))
+            pipe.ltrim(f"{self.k}:recent", 0, max(window, 1) - 1)
+        pipe.execute()
+        return True
+
+    def counters(self) -> Counters:
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(f"{self.k}:labels_total")
+        pipe.get(f"{self.k}:labels_at_last")
+        pipe.lrange(f"{self.k}:recent", 0, -1)
+        pipe.get(f"{self.k}:last_started_at")
+        pipe.get(f"{self.k}:in_flight")
+        total, at_last, recent, started, flight = pipe.execute()
+        return Counters(
+            int(total or 0),
+            int(at_last or 0),
+            tuple(int(x) for x in recent),
+            float(started) if started else None,
+            flight.decode() if isinstance(flight, bytes) else flight,
+        )
+
+    def claim(self, submission_id: str) -> bool:
+        return bool(self.r.set(f"{self.k}:in_flight", submission_id, nx=True))
+
+    def started(self, request: TrainingRequest) -> None:
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(f"{self.k}:labels_at_last", request.labels_total)
+        pipe.set(f"{self.k}:last_started_at", request.created_at)
+        pipe.delete(f"{self.k}:recent")  # the next disagreement share is about the new model
+        pipe.rpush(f"{self.k}:history", json.dumps({"event": "submitted", **asdict(request)}))
+        pipe.execute()
+
+    def release(self, submission_id: str, outcome: str) -> None:
+        if self.r.get(f"{self.k}:in_flight") in (submission_id, submission_id.encode()):
+            self.r.delete(f"{self.k}:in_flight")
+        self.r.rpush(
+            f"{self.k}:history",
+            json.dumps({"event": "finished", "submission_id": submission_id, "status": outcome, "at": time.time()}),
+        )
+
+    def history(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.r.lrange(f"{self.k}:history", 0, -1)]
+
+
+def maybe_trigger(
+    state: TriggerState, policy: TriggerPolicy, submitter: Submitter, model_name: str, now: float | None = None
+) -> TrainingRequest | None:
+    """Check the in-flight job, apply the policy, and submit a request when it says so."""
+    now = time.time() if now is None else now
+    c = state.counters()
+    if c.in_flight:
+        status = submitter.status(c.in_flight)
+        if status in TERMINAL or status == "NOT_FOUND":
+            log.info("training %s finished: %s", c.in_flight, status)
+            state.release(c.in_flight, status)
+            c = state.counters()
+    go, why = decide(policy, c, now)
+    if not go:
+        log.debug("no training: %s", why)
+        return None
+    request = TrainingRequest(model_name, state.prefix, c.labels_total, why, created_at=now)
+    if not state.claim(request.submission_id):
+        return None  # another agent claimed it first
+    try:
+        submitter.submit(request)
+    except Exception:
+        state.release(request.submission_id, "SUBMIT_FAILED")
+        raise
+    state.started(request)
+    log.info("training %s submitted: %s", request.submission_id, why)
+    return request
