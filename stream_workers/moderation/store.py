@@ -166,7 +166,10 @@ class ReviewStore:
     async def facets(self) -> dict[str, list[str]]:
         """Values the queue filters offer: sources with an index, labels, model versions in the queue."""
         sources = sorted(
-            _s(k).rsplit(":", 1)[1] async for k in self.redis.scan_iter(f"{self.p}:index:source:*", count=500)
+            [
+                _s(k).rsplit(":", 1)[1]
+                async for k in self.redis.scan_iter(f"{self.p}:index:source:*", count=500)
+            ]
         )
         ids = [_s(m) for m in await self.redis.zrevrange(self.review_key, 0, 999)]
         pipe = self.redis.pipeline(transaction=False)

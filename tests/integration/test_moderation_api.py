@@ -9,6 +9,7 @@ ingest pipeline are real. Verdict records are written the way the worker writes 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import json
@@ -131,14 +132,21 @@ def consume(settings: Settings, topic: str, n: int, timeout_s: float = 20) -> li
     return out
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    mod = Moderation(settings, aioredis.Redis.from_url(settings.redis_url), login_attempts=3)
+@contextlib.asynccontextmanager
+async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on real Redis and broker, reached through httpx's ASGI transport."""
+    mod = Moderation(settings, aioredis.Redis.from_url(settings.redis_url), login_attempts=5)
     app = create_app(settings, mod)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://review.test") as c:
         c.app = app  # type: ignore[attr-defined]
         yield c
     await mod.close()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client(settings) as c:
+        yield c
 
 
 @pytest.fixture
