@@ -64,9 +64,14 @@ def verdicts() -> None:
 @click.option("--max", "max_count", type=int, default=0, help="stop after this many (0 = follow forever)")
 @click.option("--timeout", type=float, default=0.0, help="stop after this many idle seconds (0 = never)")
 def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) -> None:
-    """Print verdicts as JSON lines as they arrive."""
+    """Print verdicts as JSON lines as they arrive (one object a line, on stdout).
+
+    Without --from-beginning it starts at the end of the feed. A message that is not a valid Verdict
+    is reported on stderr and skipped, so one bad producer cannot stop a subscriber.
+    """
     from kafka import KafkaConsumer
 
+    from misinfo.schema import ContractError
     from stream_workers.contracts import Verdict
 
     settings = load_settings()
@@ -81,7 +86,14 @@ def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) ->
     shown = 0
     try:
         for msg in consumer:
-            verdict = Verdict.parse(msg.value)
+            try:
+                verdict = Verdict.parse(msg.value)
+            except ContractError as exc:
+                click.echo(
+                    f"skipped a message that is not a Verdict ({msg.topic}[{msg.partition}]@{msg.offset}): {exc}",
+                    err=True,
+                )
+                continue
             if flagged and not verdict.flagged:
                 continue
             sys.stdout.write(json.dumps(verdict.to_dict()) + "\n")
@@ -89,5 +101,7 @@ def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) ->
             shown += 1
             if max_count and shown >= max_count:
                 break
+    except KeyboardInterrupt:
+        pass
     finally:
         consumer.close()
