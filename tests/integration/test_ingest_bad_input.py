@@ -32,25 +32,49 @@ def test_bad_inputs_end_published_duplicate_or_dead_lettered(settings, tmp_path)
         cases: dict[str, tuple[Reply, str, str]] = {
             "plain.jpg": (Reply(200, jpeg, content_type="image/jpeg"), "published", ""),
             "same-again.jpg": (Reply(200, jpeg, content_type="image/jpeg"), "duplicate", ""),
-            "truncated.jpg": (Reply(200, jpeg[: len(jpeg) // 2], content_type="image/jpeg"), "dead", "truncated"),
+            "truncated.jpg": (
+                Reply(200, jpeg[: len(jpeg) // 2], content_type="image/jpeg"),
+                "dead",
+                "truncated",
+            ),
             "truncated.png": (Reply(200, images.png()[:300], content_type="image/png"), "dead", "PNG"),
             "zero.jpg": (Reply(200, b"", content_type="image/jpeg"), "dead", "empty body (0 bytes)"),
-            "page.jpg": (Reply(200, images.HTML, content_type="image/jpeg"), "dead", "content is HTML, not an image (served as image/jpeg)"),
+            "page.jpg": (
+                Reply(200, images.HTML, content_type="image/jpeg"),
+                "dead",
+                "content is HTML, not an image (served as image/jpeg)",
+            ),
             "vector.svg": (Reply(200, images.SVG, content_type="image/svg+xml"), "dead", "SVG"),
-            "bomb.png": (Reply(200, images.png_bomb_header(), content_type="image/png"), "dead", "decompression bomb"),
+            "bomb.png": (
+                Reply(200, images.png_bomb_header(), content_type="image/png"),
+                "dead",
+                "decompression bomb",
+            ),
             "anim.gif": (Reply(200, images.animated_gif(), content_type="image/gif"), "published", ""),
             "cmyk.jpg": (Reply(200, images.cmyk_jpeg(), content_type="image/jpeg"), "published", ""),
             "deep.png": (Reply(200, images.png_16bit(), content_type="image/png"), "published", ""),
             "alpha.png": (Reply(200, images.png_alpha(), content_type="image/png"), "published", ""),
-            "rotated.jpg": (Reply(200, images.exif_rotated_jpeg(), content_type="image/jpeg"), "published", ""),
+            "rotated.jpg": (
+                Reply(200, images.exif_rotated_jpeg(), content_type="image/jpeg"),
+                "published",
+                "",
+            ),
             "photo.webp": (Reply(200, images.webp(), content_type="image/webp"), "published", ""),
             "scan.tiff": (Reply(200, images.tiff(), content_type="image/tiff"), "published", ""),
             "caption.jpg": (Reply(200, images.jpeg(11), content_type="image/jpeg"), "published", ""),
             "near.jpg": (Reply(200, images.jpeg(1, quality=60), content_type="image/jpeg"), "published", ""),
             "huge.jpg": (Reply(200, endless(50 * MB), content_type="image/jpeg"), "dead", "cap"),
             "stall.jpg": (Reply(200, srv.stall(jpeg[:100]), content_type="image/jpeg"), "dead", "stalled"),
-            "metadata": (Reply(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}), "dead", "169.254.169.254 is a link-local address"),
-            "loopback": (Reply(302, headers={"Location": internal.url("/admin")}), "dead", "127.0.0.1 is a loopback address"),
+            "metadata": (
+                Reply(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
+                "dead",
+                "169.254.169.254 is a link-local address",
+            ),
+            "loopback": (
+                Reply(302, headers={"Location": internal.url("/admin")}),
+                "dead",
+                "127.0.0.1 is a loopback address",
+            ),
         }
         for name, (reply, _, _) in cases.items():
             srv.route(f"/img/{name}", reply)
@@ -60,11 +84,19 @@ def test_bad_inputs_end_published_duplicate_or_dead_lettered(settings, tmp_path)
             if name == "caption.jpg":
                 title = b"caf\xe9 \xff\xfe broken caption"  # not valid UTF-8 in a UTF-8 feed
             items.append(
-                b"<item><guid>" + name.encode() + b"</guid><title>" + title + b"</title>"
+                b"<item><guid>"
+                + name.encode()
+                + b"</guid><title>"
+                + title
+                + b"</title>"
                 + f'<enclosure url="{srv.url("/img/" + name)}" type="image/jpeg" length="1"/>'.encode()
                 + b"</item>"
             )
-        feed = b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>' + b"".join(items) + b"</channel></rss>"
+        feed = (
+            b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>'
+            + b"".join(items)
+            + b"</channel></rss>"
+        )
         srv.route("/feed.xml", Reply(200, feed, content_type="application/rss+xml"))
 
         s = dataclasses.replace(
@@ -77,7 +109,9 @@ def test_bad_inputs_end_published_duplicate_or_dead_lettered(settings, tmp_path)
         kwargs["backoff"] = Backoff(base_s=0.01, max_s=0.05)
         collector = RssCollector(**kwargs, feeds=[srv.url("/feed.xml")])
         outcomes: dict[str, str] = {}
-        counts = collector.run_once(on_item=lambda item, outcome: outcomes.__setitem__(item.source_item_id, outcome))
+        counts = collector.run_once(
+            on_item=lambda item, outcome: outcomes.__setitem__(item.source_item_id, outcome)
+        )
         collector.ingestor.publisher.close()
 
     n = len(cases)
@@ -87,8 +121,17 @@ def test_bad_inputs_end_published_duplicate_or_dead_lettered(settings, tmp_path)
     assert {k.split("#")[0]: v for k, v in outcomes.items()} == expected
     assert internal.hits("/admin") == []  # the guard never connected to the refused address
 
-    events = {e.source_item_id.split("#")[0]: e for e in (ImageEvent.parse(r.value) for r in read_topic(s.kafka_bootstrap, s.topic_images, counts["published"]))}
-    letters = [DeadLetter.parse(r.value) for r in read_topic(s.kafka_bootstrap, s.topic_dead_letters, counts["dead_letters"])]
+    events = {
+        e.source_item_id.split("#")[0]: e
+        for e in (
+            ImageEvent.parse(r.value)
+            for r in read_topic(s.kafka_bootstrap, s.topic_images, counts["published"])
+        )
+    }
+    letters = [
+        DeadLetter.parse(r.value)
+        for r in read_topic(s.kafka_bootstrap, s.topic_dead_letters, counts["dead_letters"])
+    ]
     assert len(events) == counts["published"] == sum(v == "published" for v in expected.values())
     assert len(letters) == counts["dead_letters"]
     by_item = {letter.event["source_item_id"].split("#")[0]: letter for letter in letters}
