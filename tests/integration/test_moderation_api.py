@@ -15,6 +15,7 @@ import io
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ from kafka import KafkaConsumer
 
 from ingest.blobstore import open_blob_store, sha256_hex
 from ingest.contracts import ImageEvent
+from ingest.etl import prepare
 from misinfo.config import Settings
 from misinfo.samples import scene
 from misinfo.schema import utcnow
@@ -38,9 +40,9 @@ LABELS = ("authentic", "manipulated", "synthesized")
 
 
 # -- seeding: what the worker would have written ---------------------------------------------------
-def image_bytes(seed: int) -> bytes:
+def image_bytes(seed: int, size: tuple[int, int] = (96, 72)) -> bytes:
     buf = io.BytesIO()
-    scene(seed, (96, 72)).save(buf, "PNG")
+    scene(seed, size).save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -53,8 +55,10 @@ def make_pair(
     source: str = "folder",
     model_version: str = "1",
     text: str = "",
+    size: tuple[int, int] = (96, 72),
 ) -> tuple[ImageEvent, Verdict]:
-    data = image_bytes(seed)
+    data = image_bytes(seed, size)
+    prepared = prepare(data, 10_000_000)
     uri = open_blob_store(settings.blob_root).put(data)
     image_id = sha256_hex(data)
     rest = 1.0 - fake
@@ -72,12 +76,12 @@ def make_pair(
         source_item_id=f"item-{seed}",
         source_url=f"https://example.org/post/{seed}",
         author="someone",
-        posted_at=None,
+        posted_at=utcnow() - timedelta(hours=2),
         collected_at=utcnow(),
-        width=96,
-        height=72,
-        mime="image/png",
-        phash="0" * 16,
+        width=prepared.width,
+        height=prepared.height,
+        mime=prepared.mime,
+        phash=prepared.phash,
         text=text or f"caption {seed}",
     )
     verdict = Verdict(
@@ -94,8 +98,14 @@ def make_pair(
 
 
 async def seed(settings: Settings, pairs: list[tuple[ImageEvent, Verdict]]) -> list[str]:
+    """Write what ingest (the sighting) and the worker (the verdict record) would have written."""
     r = aioredis.Redis.from_url(settings.redis_url)
     try:
+        for event, _ in pairs:
+            await r.sadd(
+                f"{settings.redis_prefix}:sightings:{event.image_id}",
+                f"{event.source}:{event.source_item_id}",
+            )
         await RedisSink(r, settings.redis_prefix).write(pairs)
     finally:
         await r.aclose()
