@@ -157,7 +157,20 @@ def with_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-@click.group()
+class CollectGroup(click.Group):
+    """Turns "broker unreachable" at start-up into a one-line error and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ingest.exceptions import PublishError
+
+        try:
+            return super().invoke(ctx)
+        except PublishError as exc:
+            log.error("collect: %s", exc)
+            sys.exit(2)
+
+
+@click.group(cls=CollectGroup)
 def collect() -> None:
     """Collect images from a source and publish image events."""
 

@@ -36,19 +36,26 @@ class Publisher:
     """A thin, safe wrapper around ``KafkaProducer``; ``flush`` reports every failed record."""
 
     def __init__(self, config: PublisherConfig, producer: Any | None = None) -> None:
-        self.producer = producer or KafkaProducer(
-            bootstrap_servers=config.bootstrap,
-            acks="all",
-            retries=config.retries,
-            retry_backoff_ms=config.retry_backoff_ms,
-            linger_ms=config.linger_ms,
-            max_block_ms=config.max_block_ms,
-            request_timeout_ms=config.request_timeout_ms,
-            delivery_timeout_ms=config.delivery_timeout_ms,
-            client_id=config.client_id,
-        )
+        self.producer = producer or self._connect(config)
         self.max_pending = config.max_pending
         self._pending: list[tuple[Any, Callable[[], None] | None, Callable[[Exception], None] | None]] = []
+
+    @staticmethod
+    def _connect(config: PublisherConfig) -> Any:
+        try:
+            return KafkaProducer(
+                bootstrap_servers=config.bootstrap,
+                acks="all",
+                retries=config.retries,
+                retry_backoff_ms=config.retry_backoff_ms,
+                linger_ms=config.linger_ms,
+                max_block_ms=config.max_block_ms,
+                request_timeout_ms=config.request_timeout_ms,
+                delivery_timeout_ms=config.delivery_timeout_ms,
+                client_id=config.client_id,
+            )
+        except KafkaError as exc:  # no broker answered the bootstrap
+            raise PublishError(f"broker unreachable at {config.bootstrap}: {exc}") from exc
 
     def send(
         self,
