@@ -73,9 +73,8 @@ def _audit(settings: Settings, **fields: str) -> None:
 
     r = redis.Redis.from_url(settings.redis_url)
     try:
-        r.xadd(
-            f"{settings.redis_prefix}:audit", {**fields, "by": f"cli:{getpass.getuser()}", "at": time.time()}
-        )
+        entry: dict[str, str | float] = {**fields, "by": f"cli:{getpass.getuser()}", "at": time.time()}
+        r.xadd(f"{settings.redis_prefix}:audit", entry)  # type: ignore[arg-type]
     finally:
         r.close()
 
