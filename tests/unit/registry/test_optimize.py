@@ -137,7 +137,7 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
         "--dtypes",
         "float32",
         "--attn",
-        "eager,sdpa",
+        "eager",
         "--batch-sizes",
         "",
         "--threads",
@@ -158,7 +158,9 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     doc = read_profile(out)  # validates against the schema
     assert summary["profile"] == str(out) and summary["profile_id"] == doc["profile_id"]
-    assert [c["id"] for c in doc["candidates"]] == [f"fp32-eager-b4-t{cores}", f"fp32-sdpa-b4-t{cores}"]
+    # A minimal grid keeps the test fast (each candidate is a child process): the baseline alone.
+    # Agreement and selection over several candidates are covered by the test above.
+    assert [c["id"] for c in doc["candidates"]] == [f"fp32-eager-b4-t{cores}"]
     assert all(c["status"] == "ok" for c in doc["candidates"]), doc["candidates"]
     base = doc["candidates"][0]["metrics"]
     assert base["label_agreement"] == 1.0 and base["max_score_diff"] == 0.0
@@ -169,7 +171,7 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
     assert doc["choice"]["id"] in summary["choice"] and doc["choice"]["label_agreement"] >= 0.99
     assert doc["machine"]["device_kind"].startswith("cpu:") and doc["libraries"]["torch"]
     assert out.with_suffix(".png").stat().st_size > 0
-    assert "[2/2]" in result.stderr  # progress
+    assert "[1/1]" in result.stderr  # progress
 
     import mlflow
 
@@ -177,7 +179,7 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
     runs = mlflow.search_runs(experiment_names=["opt-test"], output_format="list")
     parent = [r for r in runs if r.info.run_id == summary["mlflow_run_id"]]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]]
-    assert len(parent) == 1 and len(children) == 2
+    assert len(parent) == 1 and len(children) == 1
     assert {c.info.run_name for c in children} == {c["id"] for c in doc["candidates"]}
 
     # The detector applies what it just measured on this machine.
