@@ -45,8 +45,8 @@ def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
 
     from misinfo.devstack import DevStack
     from misinfo.samples import write_samples
-    from stream_workers.cli import ensure_model
     from stream_workers.contracts import Verdict
+    from stream_workers.loading import ensure_model
 
     def say(msg: str) -> None:
         click.echo(msg, err=True)

@@ -2,18 +2,25 @@
 
 Kept thin on purpose: decoding, detection and sinks live in ``processor``/``sinks``; the detector
 knows nothing of Kafka. One model per worker process, run in one dedicated executor thread.
+Besides the detect agent: a task that follows the control topic (hot swap), a timer for consumer
+lag, and ``/metrics`` on Faust's own web server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import faust
 
 from misinfo.config import Settings
+from stream_workers.control import ModelSwapper, follow_control_topic
+from stream_workers.loading import ensure_model, load_detector
+from stream_workers.metrics import WorkerMetrics
 from stream_workers.processor import BatchProcessor, Topics
 
 log = logging.getLogger(__name__)
@@ -31,12 +38,14 @@ class ModelSlot:
 
 def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -> faust.App:
     """Build the worker app around an already loaded detector."""
+    (Path(settings.state_dir) / "faust" / settings.worker_group).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_group,
         broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
+        datadir=str(Path(settings.state_dir) / "faust" / "{conf.name}"),  # not the current directory
         web_enabled=web_enabled,
         web_port=settings.worker_web_port,
         web_host="127.0.0.1" if "127.0.0.1" in settings.kafka_bootstrap else "0.0.0.0",  # noqa: S104
@@ -54,6 +63,7 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
     )
     images = app.topic(settings.topic_images, value_type=bytes, key_type=bytes)
     slot = ModelSlot(detector)
+    metrics = WorkerMetrics()
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
 
     import redis.asyncio as aioredis
@@ -77,8 +87,27 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
         max_pixels=settings.max_image_pixels,
         explain=settings.explain,
     )
-    app.misinfo_slot = slot  # type: ignore[attr-defined]
-    app.misinfo_processor = processor  # type: ignore[attr-defined]
+
+    def load_version(update: Any, resolved: dict[str, Any]) -> Any:
+        return load_detector(
+            settings,
+            model_path=resolved["model_path"],
+            adapter_path=resolved["adapter_path"] or "",
+            profile=resolved["profile"] or "",
+            version=str(update.version),
+            model_name=update.model_name,
+        )
+
+    swapper = ModelSwapper(
+        slot,
+        load_version,
+        model_name=settings.model_name,
+        base_model=ensure_model(settings),
+        tracking_uri=settings.mlflow_tracking_uri,
+        cache_dir=Path(settings.state_dir) / "models" / "registry",
+        on_swap=lambda _u: metrics.swapped(),
+    )
+    app.misinfo = {"slot": slot, "processor": processor, "metrics": metrics, "swapper": swapper}  # type: ignore[attr-defined]
 
     @app.agent(images, concurrency=1)  # concurrency > 1 can commit past unfinished work (faust #606)
     async def detect(stream: Any) -> None:
@@ -91,6 +120,7 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
                 log.exception("unexpected error in a batch of %d; exiting without commit", len(batch))
                 logging.shutdown()
                 os._exit(70)
+            metrics.observe_batch(stats)
             log.info(
                 "batch size=%d verdicts=%d reused=%d flagged=%d dead=%d model_ms=%.1f version=%s",
                 stats.received,
@@ -101,5 +131,23 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
                 stats.model_s * 1000,
                 slot().version,
             )
+
+    @app.task
+    async def follow_control() -> None:
+        await follow_control_topic(settings.kafka_bootstrap, settings.topic_control, swapper, asyncio.Event())
+
+    @app.timer(interval=2.0)
+    async def consumer_lag() -> None:
+        consumer = app.consumer
+        lags = {}
+        for tp in consumer.assignment():
+            if tp.topic == settings.topic_images:
+                position = await consumer.position(tp)
+                lags[tp.partition] = consumer.highwater(tp) - (position or 0)
+        metrics.set_lags(lags)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.render(), content_type="text/plain")
 
     return app

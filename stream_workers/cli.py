@@ -7,34 +7,8 @@ import sys
 
 import click
 
-from misinfo.config import Settings, load_settings
-
-
-def ensure_model(settings: Settings) -> str:
-    """The configured model path, or a tiny random checkpoint under the state dir when none is set."""
-    if settings.model_path:
-        return settings.model_path
-    from pathlib import Path
-
-    from detector.tiny import build_tiny_checkpoint
-
-    path = Path(settings.state_dir) / "models" / "tiny"
-    if not (path / "config.json").exists():
-        click.echo(f"no MISINFO_MODEL_PATH: building a tiny random checkpoint at {path}", err=True)
-        build_tiny_checkpoint(path)
-    return str(path)
-
-
-def load_detector(settings: Settings):  # type: ignore[no-untyped-def]
-    from detector.model import Detector, LoadOptions, Thresholds
-
-    return Detector.load(
-        ensure_model(settings),
-        LoadOptions(device=settings.device, adapter_path=settings.adapter_path or None),
-        thresholds=Thresholds(settings.uncertain_below, settings.flag_threshold),
-        name=settings.model_name,
-        version=settings.model_version,
-    )
+from misinfo.config import load_settings
+from stream_workers.loading import ensure_model, load_detector  # noqa: F401 - re-exported for callers
 
 
 @click.command()
