@@ -107,6 +107,43 @@ def eval_images(eval_set: str | Path | None, max_images: int | None = None) -> l
     return files[:max_images] if max_images else files
 
 
+REGISTRY_PREFIX = "models:/"
+
+
+def resolve_model(
+    model: str, registry_uri: str | None, workdir: str | Path, base_model: str | None = None
+) -> tuple[str, str | None]:
+    """``(checkpoint path, adapter path or None)`` for a local path or ``models:/<name>/<version|alias>``.
+
+    A registry version's model directory is downloaded into ``workdir``; when it is a PEFT adapter,
+    the base checkpoint is ``base_model`` or the adapter's ``base_model_name_or_path``.
+    """
+    if not model.startswith(REGISTRY_PREFIX):
+        return model, None
+    name, _, ref = model[len(REGISTRY_PREFIX) :].partition("/")
+    if not name or not ref:
+        raise OptimizeError(
+            f"registry model must read {REGISTRY_PREFIX}<name>/<version or alias>, got {model!r}"
+        )
+    if not registry_uri:
+        raise OptimizeError(f"{model} needs a registry: --registry-uri (or MISINFO_MLFLOW_TRACKING_URI)")
+    from registry.store import RegistryStore
+
+    store = RegistryStore(registry_uri, name)
+    info = store.get(ref) if ref.isdigit() else store.get_by_alias(ref)
+    if info is None:
+        raise OptimizeError(f"{name} has no version or alias {ref!r} in {registry_uri}")
+    local = store.download(info.source, Path(workdir) / f"{name}-v{info.version}")
+    if (local / "adapter_config.json").exists():
+        base = base_model or json.loads((local / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path"
+        )
+        if not base:
+            raise OptimizeError(f"{model} is an adapter without a base model: pass --base-model")
+        return str(base), str(local)
+    return str(local), None
+
+
 def default_grid(
     device: str = "cpu",
     *,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import click
@@ -15,7 +17,14 @@ def _csv(value: str | None, cast: type = str) -> list | None:  # type: ignore[ty
 
 
 @click.command("optimize")
-@click.option("--model", "model_path", required=True, help="checkpoint directory (or hub id cached locally)")
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    help="checkpoint directory, or a registry version: models:/<name>/<version or alias>",
+)
+@click.option("--registry-uri", default=None, help="registry for models:/ [--mlflow-uri, else settings]")
+@click.option("--base-model", default=None, help="base checkpoint when the registry version is an adapter")
 @click.option("--eval-set", default=None, help="directory of images to measure on (required, not empty)")
 @click.option("--out", default="profile.json", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--adapter", "adapter_path", default=None, help="PEFT LoRA adapter: adds merged vs unmerged")
@@ -42,6 +51,8 @@ def _csv(value: str | None, cast: type = str) -> list | None:  # type: ignore[ty
 @click.option("--plot/--no-plot", default=True, show_default=True, help="write <out>.png beside the JSON")
 def optimize(
     model_path: str,
+    registry_uri: str | None,
+    base_model: str | None,
     eval_set: str | None,
     out: str,
     adapter_path: str | None,
@@ -69,11 +80,29 @@ def optimize(
     Prints progress on stderr and, last, one JSON line (profile path, choice, speed-up, agreement).
     """
     from detector.profile import write_profile
-    from registry.optimize import OptimizeError, default_grid, eval_images, log_to_mlflow, plot_candidates
+    from registry.optimize import (
+        OptimizeError,
+        default_grid,
+        eval_images,
+        log_to_mlflow,
+        plot_candidates,
+        resolve_model,
+    )
     from registry.optimize import optimize as run_optimize
 
+    workdir = tempfile.mkdtemp(prefix="misinfo-optimize-")
+    model_ref = model_path
     try:
         eval_images(eval_set, 1)  # refuse early, before any model is loaded
+        if model_path.startswith("models:/") and not (registry_uri or mlflow_uri):
+            from misinfo.config import load_settings
+
+            registry_uri = load_settings().mlflow_tracking_uri
+        model_path, from_registry = resolve_model(model_path, registry_uri or mlflow_uri, workdir, base_model)
+        if from_registry:
+            if adapter_path:
+                raise OptimizeError("the registry version is an adapter already; drop --adapter")
+            adapter_path = from_registry
         candidates = default_grid(
             device,
             batch_size=batch_size,
@@ -99,7 +128,10 @@ def optimize(
             candidate_timeout_s=candidate_timeout,
             progress=lambda msg: click.echo(msg, err=True),
         )
+        if model_ref != model_path:
+            doc["model"]["registry"] = model_ref  # the downloaded copy is gone after this command
     except OptimizeError as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
         raise click.ClickException(str(exc)) from exc
     path = write_profile(doc, out)
     click.echo(f"wrote {path}", err=True)
@@ -127,5 +159,6 @@ def optimize(
             }
         )
     )
+    shutil.rmtree(workdir, ignore_errors=True)
     if choice is None:
         raise SystemExit(2)

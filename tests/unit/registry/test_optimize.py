@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -187,3 +188,36 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
         warnings.simplefilter("error", FallbackWarning)
         det = Detector.load(tiny_ckpt, LoadOptions(device="cpu", profile=str(out)))
     assert det.profile_id == doc["profile_id"] and det.batch_size == 4
+
+
+def test_registry_versions_resolve_to_a_checkpoint_or_base_plus_adapter(tiny_ckpt, tmp_path) -> None:
+    import mlflow
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    from registry.optimize import resolve_model
+    from registry.store import RegistryStore
+
+    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    store = RegistryStore(uri, "opt-test-model")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("opt-registry", artifact_location=str(tmp_path / "art"))
+    full = store.register(client.create_run(experiment).info.run_id, tiny_ckpt)  # one run per version
+    store.set_alias("champion", full.version)
+
+    base = AutoModelForImageTextToText.from_pretrained(str(tiny_ckpt), dtype=torch.float32)
+    adapter_dir = tmp_path / "adapter"
+    get_peft_model(base, LoraConfig(r=2, target_modules=["q_proj"])).save_pretrained(adapter_dir)
+    lora = store.register(client.create_run(experiment).info.run_id, adapter_dir)
+
+    path, adapter = resolve_model("models:/opt-test-model/champion", uri, tmp_path / "dl")
+    assert adapter is None and (tmp_path / "dl").exists() and path.startswith(str(tmp_path / "dl"))
+    assert (Path(path) / "config.json").exists()
+    path, adapter = resolve_model(f"models:/opt-test-model/{lora.version}", uri, tmp_path / "dl2")
+    assert path == str(tiny_ckpt) and (Path(adapter) / "adapter_config.json").exists()
+    assert resolve_model(str(tiny_ckpt), None, tmp_path) == (str(tiny_ckpt), None)
+    with pytest.raises(OptimizeError, match="no version or alias"):
+        resolve_model("models:/opt-test-model/challenger", uri, tmp_path / "dl3")
+    with pytest.raises(OptimizeError, match="needs a registry"):
+        resolve_model("models:/opt-test-model/1", None, tmp_path)
