@@ -96,6 +96,15 @@ class BatchProcessor:
         todo: list[ImageEvent] = []
         for ev in events:
             known = await self._retry("redis read", lambda ev=ev: self.sink.known(ev.image_id, version))
+            if known is None and ev.near_duplicate_of:
+                # Ingest linked a near-duplicate: its verdict by the same version stands for this one.
+                earlier = await self._retry(
+                    "redis read", lambda ev=ev: self.sink.known(ev.near_duplicate_of, version)
+                )
+                if earlier is not None:
+                    known = earlier.model_copy(
+                        update={"image_id": ev.image_id, "reused_from": earlier.image_id, "decided_at": _now()}
+                    )
             if known is not None:
                 done.append((ev, known))
                 stats.reused += 1
@@ -197,6 +206,10 @@ class BatchProcessor:
                 log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(cap, delay * 2)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _is_transient(exc: Exception) -> bool:

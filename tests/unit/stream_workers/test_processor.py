@@ -174,3 +174,17 @@ async def test_verdict_payloads_are_valid_contracts(blobs):
         "p",
     )
     assert json.loads(value)["schema_version"] == 1
+
+
+async def test_a_near_duplicate_reuses_the_earlier_verdict_with_a_reference(blobs):
+    sink, sent = FakeSink(), []
+    det = FakeDetector()
+    proc = _processor(det, sink, sent)
+    first = _event(blobs, (60, 60))
+    await proc.process([first.to_json()])
+    resized = _event(blobs, (61, 60)).model_copy(update={"near_duplicate_of": first.image_id})
+    stats = await proc.process([resized.to_json()])
+    assert det.calls == [1] and stats.reused == 1
+    reused = sink.records[resized.image_id]
+    assert reused.reused_from == first.image_id and reused.image_id == resized.image_id
+    assert reused.scores == sink.records[first.image_id].scores
