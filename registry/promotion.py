@@ -35,7 +35,9 @@ def kafka_publisher(bootstrap: str, topic: str) -> Publish:
             producer.flush()
         finally:
             producer.close()
-        log.info("published ModelUpdate %s v%s (%s) on %s", update.model_name, update.version, update.alias, topic)
+        log.info(
+            "published ModelUpdate %s v%s (%s) on %s", update.model_name, update.version, update.alias, topic
+        )
 
     return publish
 
@@ -43,7 +45,11 @@ def kafka_publisher(bootstrap: str, topic: str) -> Publish:
 def _update(store: RegistryStore, version: str) -> ModelUpdate:
     info = store.get(version)
     return ModelUpdate(
-        model_name=store.name, version=info.version, alias=CHAMPION, model_uri=info.source, profile_uri=info.profile_uri
+        model_name=store.name,
+        version=info.version,
+        alias=CHAMPION,
+        model_uri=info.source,
+        profile_uri=info.profile_uri,
     )
 
 

@@ -172,7 +172,11 @@ class RegistryStore:
         import mlflow
 
         Path(dst).mkdir(parents=True, exist_ok=True)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri))
+        return Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=uri, dst_path=str(dst), tracking_uri=self.tracking_uri
+            )
+        )
 
     def read_json(self, uri: str, dst: str | Path) -> dict[str, Any]:
         return json.loads(self.download(uri, dst).read_text())  # type: ignore[no-any-return]

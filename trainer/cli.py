@@ -16,8 +16,12 @@ def train() -> None:
 
 
 @train.command()
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML config")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="override a config value")
+@click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML config"
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="override a config value"
+)
 def run(config_path: str | None, overrides: tuple[str, ...]) -> None:
     """Train once as the config says (HF Trainer + PEFT LoRA or full, DeepSpeed, MLflow).
 
@@ -33,7 +37,11 @@ def run(config_path: str | None, overrides: tuple[str, ...]) -> None:
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = load_settings()
-    result = run_training(cfg, tracking_uri=cfg.tracking.mlflow_uri or settings.mlflow_tracking_uri, base_model=settings.model_path)
+    result = run_training(
+        cfg,
+        tracking_uri=cfg.tracking.mlflow_uri or settings.mlflow_tracking_uri,
+        base_model=settings.model_path,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(json.dumps(result))
 
@@ -47,7 +55,9 @@ def config() -> None:
 
 
 @train.command()
-@click.option("--request-json", default=None, help="the training request (default: $MISINFO_TRAINING_REQUEST)")
+@click.option(
+    "--request-json", default=None, help="the training request (default: $MISINFO_TRAINING_REQUEST)"
+)
 def cycle(request_json: str | None) -> None:
     """Run one whole cycle (what the Ray job runs): dataset, training, evaluation, registry, gate."""
     from misinfo.config import load_settings
@@ -71,7 +81,9 @@ def _manual_request(settings, reason: str):  # type: ignore[no-untyped-def]
     from trainer.trigger import TrainingRequest, TriggerState
 
     counters = TriggerState(redis.Redis.from_url(settings.redis_url), settings.redis_prefix).counters()
-    return TrainingRequest(settings.model_name, settings.redis_prefix, counters.labels_total, reason, requested_by="cli")
+    return TrainingRequest(
+        settings.model_name, settings.redis_prefix, counters.labels_total, reason, requested_by="cli"
+    )
 
 
 @train.command()

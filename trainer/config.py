@@ -131,7 +131,9 @@ class Config:
         if name in DEEPSPEED_PRESETS:
             return str(DS_CONFIG_DIR / DEEPSPEED_PRESETS[name])
         if not Path(name).is_file():
-            raise ConfigError(f"train.deepspeed: {name!r} is neither a preset {sorted(DEEPSPEED_PRESETS)} nor a file")
+            raise ConfigError(
+                f"train.deepspeed: {name!r} is neither a preset {sorted(DEEPSPEED_PRESETS)} nor a file"
+            )
         return name
 
 
@@ -158,17 +160,20 @@ def _apply(cfg: Config, section: str, key: str, value: Any) -> None:
     current = getattr(sub, key)
     try:
         if isinstance(current, bool):
-            value = value if isinstance(value, bool) else str(value).strip().lower() in {"1", "true", "yes", "on"}
+            value = (
+                value if isinstance(value, bool) else str(value).strip().lower() in {"1", "true", "yes", "on"}
+            )
         elif isinstance(current, int) and not isinstance(current, bool):
             value = int(value)
         elif isinstance(current, float):
             value = float(value)
         elif isinstance(current, str):
             value = "" if value is None else str(value)
-        elif isinstance(current, list) and not isinstance(value, list):
-            raise TypeError("expected a list")
-        elif isinstance(current, dict) and not isinstance(value, dict):
-            raise TypeError("expected a mapping")
+        elif isinstance(current, list | dict):
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if not isinstance(value, type(current)):
+                raise TypeError(f"expected a {type(current).__name__}")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{section}.{key}={value!r}: {exc}") from None
     setattr(sub, key, value)
@@ -191,7 +196,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             raise ConfigError(f"override {item!r}: expected section.key=value")
         dotted, raw_value = item.split("=", 1)
         section, key = dotted.split(".", 1)
-        _apply(cfg, section, key, yaml.safe_load(raw_value) if raw_value else "")
+        # Scalars stay text until _apply casts them to the field's type ("off" is not YAML's False).
+        _apply(cfg, section, key, raw_value)
     validate(cfg)
     return cfg
 

@@ -100,9 +100,17 @@ def run_profile(settings: Settings, base: str, adapter: str | None, images: Path
         cands = [Candidate("float32", "eager", batch_size=4), Candidate("float32", "sdpa", batch_size=4)]
         if adapter:
             cands.append(Candidate("float32", "sdpa", merge_adapter=True, batch_size=4))
-        doc = optimize(base, images, candidates=cands, adapter_path=adapter, device=device, max_images=8, min_batches=2)
+        doc = optimize(
+            base, images, candidates=cands, adapter_path=adapter, device=device, max_images=8, min_batches=2
+        )
     else:
-        doc = optimize(base, images, candidates=default_grid(device, adapter=bool(adapter)), adapter_path=adapter, device=device)
+        doc = optimize(
+            base,
+            images,
+            candidates=default_grid(device, adapter=bool(adapter)),
+            adapter_path=adapter,
+            device=device,
+        )
     return write_profile(doc, out)
 
 
@@ -142,7 +150,11 @@ def run_cycle(
     cfg.tracking.mlflow_uri = cfg.tracking.mlflow_uri or settings.mlflow_tracking_uri
     cfg.tracking.manifest = str(work / "dataset" / "manifest.json")
     cfg.tracking.run_name = cfg.tracking.run_name or f"train {request.request_id}"
-    cfg.tracking.tags = {**cfg.tracking.tags, "misinfo.request_id": request.request_id, "misinfo.reason": request.reason[:250]}
+    cfg.tracking.tags = {
+        **cfg.tracking.tags,
+        "misinfo.request_id": request.request_id,
+        "misinfo.reason": request.reason[:250],
+    }
     cfg_path = cfg.dump(work / "train_config.yaml")
     launch_training(cfg_path, cfg.train.nproc_per_node, work / "train.log")
     trained = json.loads((work / "train" / "train_result.json").read_text())
@@ -161,7 +173,9 @@ def run_cycle(
         champ_dir = store.download(champ_info.source, work / "champion")
         c_ckpt, c_adapter = model_location(champ_dir, base)
         champion = score_model(c_ckpt, examples, adapter_path=c_adapter, device=settings.device)
-    policy = GatePolicy(settings.gate_min_improvement, settings.gate_max_recall_drop, settings.gate_min_macro_f1)
+    policy = GatePolicy(
+        settings.gate_min_improvement, settings.gate_max_recall_drop, settings.gate_min_macro_f1
+    )
     decision = decide(candidate, champion, policy)
     report = {
         "dataset_version": manifest["version"],
@@ -181,7 +195,9 @@ def run_cycle(
             client.log_metric(run_id, f"eval_{key}", float(candidate[key]))
         if champion and champion.get(key) is not None:
             client.log_metric(run_id, f"champion_{key}", float(champion[key]))
-    say(f"candidate macro-F1 {candidate['macro_f1']:.3f}, champion {champion['macro_f1'] if champion else None}")
+    say(
+        f"candidate macro-F1 {candidate['macro_f1']:.3f}, champion {champion['macro_f1'] if champion else None}"
+    )
 
     say("[4/6] registration")
     val_images = work / "eval" / "images"
@@ -224,7 +240,9 @@ def run_cycle(
     result["gate"] = decision.to_dict()
     result["promoted"] = False
     if decision.promote and settings.train_auto_promote:
-        update = promote(store, info.version, kafka_publisher(settings.kafka_bootstrap, settings.topic_control))
+        update = promote(
+            store, info.version, kafka_publisher(settings.kafka_bootstrap, settings.topic_control)
+        )
         result["promoted"] = True
         result["model_update"] = update.to_dict()
     (work / "result.json").write_text(json.dumps(result, indent=1, default=str))

@@ -75,7 +75,9 @@ def read_records(path: str | Path, image_root: str | Path | None = None) -> list
         if label is None:
             raise ValueError(f"{p}[{i}]: the answer has no 'Verdict: <class>' line: {answers[-1][:80]!r}")
         img = Path(rec["image"])
-        out.append(Example(img if img.is_absolute() else root / img, answers[-1], label, str(rec.get("id", i))))
+        out.append(
+            Example(img if img.is_absolute() else root / img, answers[-1], label, str(rec.get("id", i)))
+        )
     return out
 
 

@@ -95,7 +95,9 @@ def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Item]
             log.warning("labeled image %s has no verdict record with its event; skipped", image_id)
             continue
         event = ImageEvent.parse(raw)
-        items.append(Item(image_id, label, note, "labels", blob_uri=event.blob_uri, phash=event.phash, moderators=mods))
+        items.append(
+            Item(image_id, label, note, "labels", blob_uri=event.blob_uri, phash=event.phash, moderators=mods)
+        )
     return items
 
 
@@ -131,7 +133,9 @@ def labels_from_topic(bootstrap: str, topic: str, redis: Any, prefix: str, idle_
             try:
                 labels.append(Label.parse(msg.value))
             except ContractError as exc:
-                log.warning("skipping an invalid label at %s[%d]@%d: %s", topic, msg.partition, msg.offset, exc)
+                log.warning(
+                    "skipping an invalid label at %s[%d]@%d: %s", topic, msg.partition, msg.offset, exc
+                )
     finally:
         consumer.close()
     return _items_from_labels(redis, prefix, labels)
@@ -250,7 +254,9 @@ def build_dataset(
     for it in kept:
         data = it.read_bytes()
         with Image.open(io.BytesIO(data)) as im:
-            ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}.get(im.format or "", "img")
+            ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp"}.get(
+                im.format or "", "img"
+            )
         name = f"{hashlib.sha256(data).hexdigest()}.{ext}"
         (img_dir / name).write_bytes(data)
         files.append(f"images/{name}")
@@ -287,7 +293,10 @@ def build_dataset(
         "balance_classes": balance_classes,
     }
     digest = hashlib.sha256(
-        json.dumps([[r["image_id"], r["label"], r["split"]] for r in sorted(rows, key=lambda r: r["image_id"])] + [params]).encode()
+        json.dumps(
+            [[r["image_id"], r["label"], r["split"]] for r in sorted(rows, key=lambda r: r["image_id"])]
+            + [params]
+        ).encode()
     ).hexdigest()
     manifest = {
         "schema_version": MANIFEST_SCHEMA,
@@ -326,8 +335,12 @@ def log_manifest_input(manifest_path: str | Path, context: str = "training") -> 
 
     path = Path(manifest_path)
     manifest = json.loads(path.read_text())
-    df = pd.DataFrame([{k: r[k] for k in ("image_id", "label", "split", "group", "source")} for r in manifest["records"]])
-    dataset = mlflow.data.from_pandas(df, source=str(path.resolve()), name=manifest["version"], targets="label")
+    df = pd.DataFrame(
+        [{k: r[k] for k in ("image_id", "label", "split", "group", "source")} for r in manifest["records"]]
+    )
+    dataset = mlflow.data.from_pandas(
+        df, source=str(path.resolve()), name=manifest["version"], targets="label"
+    )
     mlflow.log_input(dataset, context=context, tags={"digest": manifest["digest"]})
     mlflow.log_artifact(str(path), "dataset")
     mlflow.set_tag("dataset.version", manifest["version"])

@@ -59,7 +59,9 @@ def expected_calibration_error(confidence: list[float], correct: list[bool], bin
     return total
 
 
-def metrics(y_true: list[str], probs: list[list[float]], classes: tuple[str, ...] = CLASSES) -> dict[str, Any]:
+def metrics(
+    y_true: list[str], probs: list[list[float]], classes: tuple[str, ...] = CLASSES
+) -> dict[str, Any]:
     """Every figure the gate and the report need, from true labels and per-class probabilities."""
     if len(y_true) != len(probs):
         raise ValueError(f"{len(y_true)} labels but {len(probs)} score rows")
@@ -77,8 +79,17 @@ def metrics(y_true: list[str], probs: list[list[float]], classes: tuple[str, ...
         precision = tp / (tp + fp) if tp + fp else 0.0
         recall = tp / support if support else None
         f1 = 2 * tp / (2 * tp + fp + fn) if (2 * tp + fp + fn) else 0.0
-        auc = roc_auc([probs[j][i] for j in range(len(t)) if t[j] == i], [probs[j][i] for j in range(len(t)) if t[j] != i])
-        per_class[c] = {"precision": precision, "recall": recall, "f1": f1, "support": support, "roc_auc": auc}
+        auc = roc_auc(
+            [probs[j][i] for j in range(len(t)) if t[j] == i],
+            [probs[j][i] for j in range(len(t)) if t[j] != i],
+        )
+        per_class[c] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+            "roc_auc": auc,
+        }
         if support:
             f1s.append(f1)  # macro over the classes present in the held-out set
     aucs = [v["roc_auc"] for v in per_class.values() if v["roc_auc"] is not None]

@@ -35,7 +35,13 @@ def single_process_env() -> None:
     if "RANK" in os.environ:
         return
     os.environ.update(
-        {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1"}
+        {
+            "RANK": "0",
+            "LOCAL_RANK": "0",
+            "WORLD_SIZE": "1",
+            "LOCAL_WORLD_SIZE": "1",
+            "MASTER_ADDR": "127.0.0.1",
+        }
     )
     os.environ.setdefault("MASTER_PORT", str(_free_port()))
 
@@ -82,7 +88,13 @@ def load_model(cfg: Config, base: str, dtype: torch.dtype) -> tuple[Any, Any]:
                 p.requires_grad_(False)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    log.info("%s: %d of %d parameters trainable (%.2f%%)", cfg.model.mode, trainable, total, 100 * trainable / total)
+    log.info(
+        "%s: %d of %d parameters trainable (%.2f%%)",
+        cfg.model.mode,
+        trainable,
+        total,
+        100 * trainable / total,
+    )
     return processor, model
 
 

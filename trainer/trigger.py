@@ -170,7 +170,9 @@ class TriggerState:
             self.r.delete(f"{self.k}:in_flight")
         self.r.rpush(
             f"{self.k}:history",
-            json.dumps({"event": "finished", "submission_id": submission_id, "status": outcome, "at": time.time()}),
+            json.dumps(
+                {"event": "finished", "submission_id": submission_id, "status": outcome, "at": time.time()}
+            ),
         )
 
     def history(self) -> list[dict[str, Any]]:
@@ -178,7 +180,11 @@ class TriggerState:
 
 
 def maybe_trigger(
-    state: TriggerState, policy: TriggerPolicy, submitter: Submitter, model_name: str, now: float | None = None
+    state: TriggerState,
+    policy: TriggerPolicy,
+    submitter: Submitter,
+    model_name: str,
+    now: float | None = None,
 ) -> TrainingRequest | None:
     """Check the in-flight job, apply the policy, and submit a request when it says so."""
     now = time.time() if now is None else now

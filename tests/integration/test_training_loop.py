@@ -10,6 +10,7 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,10 +24,11 @@ from detector.answer import CLASSES
 from ingest.blobstore import LocalBlobStore, sha256_hex
 from ingest.contracts import ImageEvent
 from misinfo.devstack.stack import wait_for
-from misinfo.samples import scene
+from misinfo.samples import scene, write_samples
 from registry.contracts import ModelUpdate
 from registry.store import CHALLENGER, CHAMPION, RegistryStore
-from stream_workers.contracts import Label
+from stream_workers.contracts import Label, Verdict
+from tests.conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.integration
 
@@ -118,11 +120,19 @@ def start_feedback_agent(s, log: Path) -> subprocess.Popen[bytes]:  # type: igno
         fh.close()
 
 
-def run_loop(s, tmp_path: Path, ray_address: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """Post labels with the agent running; wait for its Ray job to end. Returns (submission id, status)."""
+def worker_runs_the_feedback_agent() -> bool:
+    import stream_workers.app
+
+    return "register_feedback_agent(app" in Path(stream_workers.app.__file__).read_text()
+
+
+def run_loop(s, tmp_path: Path, ray_address: str, agent_log: Path | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Post labels with a feedback agent running (the worker's, when ``agent_log`` is None and the
+    worker is running); wait for the Ray job it submits to end. Returns (submission id, status)."""
     from ray.job_submission import JobSubmissionClient
 
-    agent = start_feedback_agent(s, tmp_path / "feedback.log")
+    agent = start_feedback_agent(s, agent_log) if agent_log is not None else None
+    log = agent_log or tmp_path / "worker.log"
     try:
         post_labels(s, judged_images(s))
         r = redis.Redis.from_url(s.redis_url)
@@ -130,7 +140,7 @@ def run_loop(s, tmp_path: Path, ray_address: str) -> tuple[str, str]:  # type: i
         try:
             wait_for(lambda: r.llen(history) > 0, 120, 0.5, "the trigger to submit a training")
         except TimeoutError:
-            pytest.fail((tmp_path / "feedback.log").read_text()[-4000:])
+            pytest.fail(log.read_text()[-4000:])
         submitted = json.loads(r.lindex(history, 0))
         assert submitted["event"] == "submitted" and submitted["labels_total"] == 6
         sid = r.get(f"{s.redis_prefix}:training:in_flight").decode()
@@ -142,8 +152,30 @@ def run_loop(s, tmp_path: Path, ray_address: str) -> tuple[str, str]:  # type: i
             pytest.fail(client.get_job_logs(sid)[-6000:])
         return sid, status
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=60)
+        if agent is not None:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=60)
+
+
+def swaps(port: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:  # noqa: S310
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("misinfo_model_swaps_total")
+    )
+
+
+def verdict_versions(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    r = redis.Redis.from_url(s.redis_url)
+    out = {}
+    for key in r.scan_iter(f"{s.redis_prefix}:verdict:*"):
+        raw = r.hget(key, "verdict")
+        if raw is not None:
+            out[key.decode().rsplit(":", 1)[1]] = Verdict.parse(raw).model_version
+    return out
 
 
 def control_updates(s, idle_s: float = 8.0) -> list[ModelUpdate]:  # type: ignore[no-untyped-def]
@@ -165,7 +197,28 @@ def test_labels_trigger_a_ray_training_that_is_registered_gated_and_promoted(
     settings, tiny_model, mlflow_uri, ray_address, tmp_path
 ):
     s = loop_settings(settings, tiny_model, mlflow_uri, gate_min_macro_f1=0.0, train_optimize="quick")
-    sid, _ = run_loop(s, tmp_path, ray_address)
+    # A real worker serves the base model as version "0"; it also runs the feedback agent (when the
+    # worker app wires it in) and follows the control topic for hot swaps.
+    worker = start_cli(s, "worker", log=tmp_path / "worker.log")
+    try:
+        agent_log = None if worker_runs_the_feedback_agent() else tmp_path / "feedback.log"
+        sid, _ = run_loop(s, tmp_path, ray_address, agent_log)
+        try:
+            wait_for(lambda: swaps(s.worker_web_port) >= 1, 180, 0.5, "the worker's hot swap")
+        except TimeoutError:
+            pytest.fail((tmp_path / "worker.log").read_text()[-4000:])
+        before = set(verdict_versions(s))
+        write_samples(tmp_path / "new", n=2, seed=41)
+        collected = run_cli(s, "collect", "folder", str(tmp_path / "new"), "--once")
+        assert collected.returncode == 0, collected.stderr
+        wait_for(
+            lambda: len(set(verdict_versions(s)) - before) >= 2, 180, 0.5, "verdicts after the promotion"
+        )
+        fresh = {k: v for k, v in verdict_versions(s).items() if k not in before}
+        assert set(fresh.values()) == {"1"}  # the worker's next verdicts carry the new version
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
 
     store = RegistryStore(mlflow_uri, s.model_name)
     versions = store.list_versions()
@@ -213,7 +266,7 @@ def test_the_gate_refuses_a_worse_candidate_and_serving_does_not_change(
     champion = store.register(seed_run.info.run_id, tiny_model, tags={"gate": "passed"})
     store.set_alias(CHAMPION, champion.version)
 
-    run_loop(s, tmp_path, ray_address)
+    run_loop(s, tmp_path, ray_address, agent_log=tmp_path / "feedback.log")
 
     assert store.get_by_alias(CHAMPION).version == champion.version
     candidate = store.get_by_alias(CHALLENGER)

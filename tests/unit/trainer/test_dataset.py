@@ -1,0 +1,87 @@
+import json
+from datetime import UTC, datetime, timedelta
+
+from misinfo.samples import scene
+from stream_workers.contracts import Label
+from trainer.data import conversation_record, read_records
+from trainer.dataset import (
+    Item,
+    aggregate_labels,
+    balance,
+    build_dataset,
+    group_near_duplicates,
+    seed_items,
+    split_groups,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def lab(image: str, label: str, mod: str, minutes: int, note: str = "") -> Label:
+    return Label(
+        image_id=image * 64,
+        label=label,
+        moderator_id=mod,
+        verdict_model_version=None,
+        note=note,
+        labeled_at=T0 + timedelta(minutes=minutes),
+    )
+
+
+def test_majority_wins_then_the_latest_and_a_moderator_counts_once():
+    out = aggregate_labels(
+        [
+            lab("a", "manipulated", "m1", 0, "edited sky"),
+            lab("a", "manipulated", "m2", 1),
+            lab("a", "authentic", "m3", 2),
+            lab("b", "authentic", "m1", 0),
+            lab("b", "synthesized", "m2", 5, "GAN hands"),
+            lab("c", "authentic", "m1", 0),
+            lab("c", "synthesized", "m1", 3),  # m1 changed their mind
+        ]
+    )
+    assert out["a" * 64] == ("manipulated", "edited sky", ["m1", "m2", "m3"])
+    assert out["b" * 64][:2] == ("synthesized", "GAN hands")
+    assert out["c" * 64][0] == "synthesized"
+
+
+def test_near_duplicates_never_straddle_the_split():
+    hashes = ["0" * 16, "0" * 15 + "1", "f" * 16, "f" * 15 + "e", "00ff00ff00ff00ff", "ff00ff00ff00ff00"]
+    groups = group_near_duplicates(hashes, distance=4)
+    assert groups[0] == groups[1] and groups[2] == groups[3] and len(set(groups)) == 4
+    labels = ["authentic", "authentic", "manipulated", "manipulated", "authentic", "manipulated"]
+    for seed in range(20):
+        split = split_groups(labels, groups, 0.5, seed)
+        assert split[0] == split[1] and split[2] == split[3]
+        assert "val" in split and "train" in split
+
+
+def test_balance_oversamples_to_the_largest_class():
+    labels = ["authentic"] * 6 + ["manipulated"] * 2
+    out = balance(list(range(8)), labels, seed=0)
+    assert sorted(labels[i] for i in out).count("manipulated") == 6 and len(out) == 12
+
+
+def test_build_writes_splits_and_a_versioned_manifest(tmp_path):
+    src = tmp_path / "seed"
+    src.mkdir()
+    recs = []
+    for i in range(9):
+        scene(i, (64, 64)).save(src / f"{i}.png")
+        cls = ["authentic", "manipulated", "synthesized"][i % 3]
+        recs.append(conversation_record(f"{i}.png", f"Verdict: {cls}\nReasons: seed {i}"))
+    (src / "seed.json").write_text(json.dumps(recs))
+    items = seed_items(src / "seed.json")
+    extra = Item(
+        items[0].image_id, "synthesized", "moderator overrides the seed", "labels", path=items[0].path
+    )
+    manifest = build_dataset([*items, extra], tmp_path / "ds", val_fraction=0.34, seed=3)
+    assert manifest["counts"]["images"] == 9 and manifest["version"].startswith("ds-")
+    train, val = read_records(tmp_path / "ds" / "train.json"), read_records(tmp_path / "ds" / "val.json")
+    assert {e.image.name for e in train}.isdisjoint({e.image.name for e in val})
+    assert sum(manifest["counts"]["val"].values()) == len(val) >= 3
+    assert len(set(manifest["counts"]["train_balanced"].values())) == 1
+    row = next(r for r in manifest["records"] if r["image_id"] == items[0].image_id)
+    assert row["label"] == "synthesized" and row["source"] == "labels"
+    again = build_dataset([*items, extra], tmp_path / "ds2", val_fraction=0.34, seed=3)
+    assert again["version"] == manifest["version"]  # same data, same version
