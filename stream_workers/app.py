@@ -19,6 +19,7 @@ import faust
 
 from misinfo.config import Settings
 from stream_workers.control import ModelSwapper, follow_control_topic
+from stream_workers.feedback import register_feedback_agent
 from stream_workers.loading import ensure_model, load_detector
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.processor import BatchProcessor, Topics
@@ -131,6 +132,9 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
                 stats.model_s * 1000,
                 slot().version,
             )
+
+    # Labels from moderators: counters in Redis and the retrain trigger (policy in trainer.trigger).
+    register_feedback_agent(app, settings)
 
     @app.task
     async def follow_control() -> None:
