@@ -148,6 +148,10 @@ class MLflow(Component):
     def endpoint(self) -> str:
         return self.settings.mlflow_tracking_uri
 
+    def env(self) -> dict[str, str]:
+        # MLflow 3's server starts a pool of job-runner processes (GenAI jobs) we never use.
+        return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
     def command(self, state: Path) -> list[str]:
         host, port = host_port(self.endpoint(), 5000)
         root = (state / "mlflow").resolve()
