@@ -11,7 +11,9 @@ import pytest
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from detector.tiny import build_tiny_checkpoint
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+    # Under the session's base temp dir by a fixed name, so tests/unit/registry reuses the same build.
+    path = tmp_path_factory.getbasetemp() / "tiny-seed0"
+    return path if (path / "config.json").exists() else build_tiny_checkpoint(path, seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,15 @@ from registry.optimize_cli import optimize as optimize_cmd
 def tiny_ckpt(tmp_path_factory):  # type: ignore[no-untyped-def]
     from detector.tiny import build_tiny_checkpoint
 
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+    # The same path as tests/unit/detector's fixture: one build per session when both run.
+    path = tmp_path_factory.getbasetemp() / "tiny-seed0"
+    return path if (path / "config.json").exists() else build_tiny_checkpoint(path, seed=0)
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
+    """One SQLite store for the module (creating its tables takes seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +130,7 @@ def test_agreement_is_on_the_argmax_and_selection_respects_budget() -> None:
     assert [r.eligible for r in results] == [True, True, True, True, False, False]
 
 
-def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, tmp_path) -> None:
+def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, tmp_path, mlflow_uri) -> None:
     from detector.model import Detector, LoadOptions
     from detector.profile import FallbackWarning, read_profile
 
@@ -150,7 +158,7 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
         "--min-batches",
         "3",
         "--mlflow-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_uri,
         "--experiment",
         "opt-test",
     ]
@@ -176,7 +184,7 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
 
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(mlflow_uri)
     runs = mlflow.search_runs(experiment_names=["opt-test"], output_format="list")
     parent = [r for r in runs if r.info.run_id == summary["mlflow_run_id"]]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == summary["mlflow_run_id"]]
@@ -190,7 +198,9 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
     assert det.profile_id == doc["profile_id"] and det.batch_size == 4
 
 
-def test_registry_versions_resolve_to_a_checkpoint_or_base_plus_adapter(tiny_ckpt, tmp_path) -> None:
+def test_registry_versions_resolve_to_a_checkpoint_or_base_plus_adapter(
+    tiny_ckpt, tmp_path, mlflow_uri
+) -> None:
     import mlflow
     import torch
     from peft import LoraConfig, get_peft_model
@@ -199,7 +209,7 @@ def test_registry_versions_resolve_to_a_checkpoint_or_base_plus_adapter(tiny_ckp
     from registry.optimize import resolve_model
     from registry.store import RegistryStore
 
-    uri = f"sqlite:///{tmp_path / 'registry.db'}"
+    uri = mlflow_uri
     store = RegistryStore(uri, "opt-test-model")
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("opt-registry", artifact_location=str(tmp_path / "art"))
