@@ -9,6 +9,7 @@ dataset manifest and optimization profile are artifacts of the same run, their U
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -123,9 +124,16 @@ class RegistryStore:
 
         try:
             found = self.client.search_model_versions(f"name='{self.name}'")
+            aliases = dict(self.client.get_registered_model(self.name).aliases or {})
         except MlflowException:
             return []
-        return sorted((self._info(mv) for mv in found), key=lambda v: int(v.version), reverse=True)
+        # Search results leave aliases out; the registered model has them (alias -> version).
+        out = []
+        for mv in found:
+            info = self._info(mv)
+            names = tuple(sorted(a for a, v in aliases.items() if str(v) == info.version))
+            out.append(dataclasses.replace(info, aliases=names))
+        return sorted(out, key=lambda v: int(v.version), reverse=True)
 
     def tag(self, version: str | int, key: str, value: Any) -> None:
         self.client.set_model_version_tag(self.name, str(version), key, str(value))

@@ -63,3 +63,11 @@ def test_promote_and_rollback_move_the_alias_and_publish(store, tmp_path):
         rollback(store, sent.append)
     assert rollback(store, sent.append, to_version="3").version == "3"
     assert store.get("2").tags.get("rolled_back") == "true"
+
+
+def test_the_list_shows_aliases(store, tmp_path):
+    new_version(store, tmp_path, 1)
+    new_version(store, tmp_path, 2)
+    store.set_alias(CHAMPION, "1")
+    store.set_alias(CHALLENGER, "2")
+    assert [(v.version, v.aliases) for v in store.list_versions()] == [("2", (CHALLENGER,)), ("1", (CHAMPION,))]
