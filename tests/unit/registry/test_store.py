@@ -70,4 +70,7 @@ def test_the_list_shows_aliases(store, tmp_path):
     new_version(store, tmp_path, 2)
     store.set_alias(CHAMPION, "1")
     store.set_alias(CHALLENGER, "2")
-    assert [(v.version, v.aliases) for v in store.list_versions()] == [("2", (CHALLENGER,)), ("1", (CHAMPION,))]
+    assert [(v.version, v.aliases) for v in store.list_versions()] == [
+        ("2", (CHALLENGER,)),
+        ("1", (CHAMPION,)),
+    ]
