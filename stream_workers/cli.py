@@ -12,17 +12,21 @@ from stream_workers.loading import ensure_model, load_detector  # noqa: F401 - r
 
 
 @click.command()
-@click.option(
-    "--web-port", type=int, default=None, help="metrics/web port (default: MISINFO_WORKER_WEB_PORT)"
-)
-def worker(web_port: int | None) -> None:
+@click.option("--web-port", type=int, default=None, help="metrics port (default: MISINFO_WORKER_WEB_PORT)")
+@click.option("--noop-detector", is_flag=True, help="judge nothing (fixed scores): measures the transport alone")
+def worker(web_port: int | None, noop_detector: bool) -> None:
     """Run a stream worker: consume image events, detect in batches, write verdicts."""
     import faust
 
     from stream_workers.app import create_app
 
     settings = load_settings(worker_web_port=web_port)
-    detector = load_detector(settings)
+    if noop_detector:
+        from detector.noop import NoopDetector
+
+        detector = NoopDetector()
+    else:
+        detector = load_detector(settings)
     app = create_app(settings, detector)
     faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
 

@@ -62,27 +62,46 @@ def register_feedback_agent(app: Any, settings: Settings, submitter: Any = None)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedback")
     handler_box: dict[str, FeedbackHandler] = {}
 
+    class _LazySubmitter:
+        """Connects to Ray on first use: counting labels must not depend on Ray being up."""
+
+        def __init__(self) -> None:
+            self._real: Any = None
+
+        def __getattr__(self, name: str) -> Any:
+            if self._real is None:
+                self._real = RaySubmitter(settings)
+            return getattr(self._real, name)
+
     def handler() -> FeedbackHandler:
-        # Built lazily in the executor thread: the Ray client connects on construction.
         if "h" not in handler_box:
             handler_box["h"] = FeedbackHandler(
-                settings, redis.Redis.from_url(settings.redis_url), submitter or RaySubmitter(settings)
+                settings, redis.Redis.from_url(settings.redis_url), submitter or _LazySubmitter()
             )
         return handler_box["h"]
 
     def on_label(payload: bytes) -> None:
-        h = handler()
-        if h.handle(payload):
+        try:
+            h = handler()
+            new = h.handle(payload)
+        except Exception:  # noqa: BLE001 - the label itself is durable (topic + Redis); keep consuming
+            log.exception("could not count a label")
+            return
+        if new:
             try:
                 h.check()
-            except Exception:  # noqa: BLE001 - a failed submission is retried on the next label/timer
-                log.exception("retrain trigger failed; retrying on the next label")
+            except Exception as exc:  # noqa: BLE001 - a failed submission is retried on the next label/timer
+                log.warning(
+                    "retrain trigger failed (%s: %s); retrying on the next label", type(exc).__name__, exc
+                )
 
     def recheck() -> None:
+        if not settings.train_trigger:
+            return
         try:
             handler().check()
-        except Exception:  # noqa: BLE001
-            log.exception("retrain trigger re-check failed")
+        except Exception as exc:  # noqa: BLE001 - e.g. Ray unreachable: one line, not a traceback a minute
+            log.warning("retrain trigger re-check failed (%s: %s)", type(exc).__name__, exc)
 
     feedback = app.topic(settings.topic_feedback, value_type=bytes, key_type=bytes)
     loop_run = asyncio.get_event_loop
