@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import click
 
-from misinfo.config import Settings, load_settings
-
-
-def _misinfo(settings: Settings, *args: str, log: Path | None = None, **kw):  # type: ignore[no-untyped-def]
-    cmd = [str(Path(sys.executable).with_name("misinfo")), *args]
-    env = {**os.environ, **settings.env()}
-    if log is None:
-        return subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, **kw)
-    fh = open(log, "ab")  # noqa: SIM115 - the child owns it
-    try:
-        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    finally:
-        fh.close()
+from misinfo.config import load_settings
+from misinfo.procs import run_misinfo, start_misinfo
 
 
 @click.command()
@@ -77,10 +64,10 @@ def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
         say(f"wrote {len(paths)} sample images to {folder}")
 
         log = Path(settings.state_dir) / "logs" / f"demo-worker-{tag}.log"
-        worker = _misinfo(settings, "worker", log=log)
+        worker = start_misinfo(settings, "worker", log=log)
         say(f"worker started (pid {worker.pid}, log {log})")
 
-        collected = _misinfo(settings, "collect", "folder", str(folder), "--once", timeout=timeout)
+        collected = run_misinfo(settings, "collect", "folder", str(folder), "--once", timeout=timeout)
         if collected.returncode != 0:
             raise click.ClickException(f"collector failed:\n{collected.stderr[-2000:]}")
         counts = json.loads(collected.stdout.strip().splitlines()[-1])

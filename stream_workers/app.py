@@ -37,16 +37,18 @@ class ModelSlot:
         return self.detector
 
 
-def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -> faust.App:
-    """Build the worker app around an already loaded detector."""
-    (Path(settings.state_dir) / "faust" / settings.worker_group).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.worker_group,
+def make_faust_app(settings: Settings, app_id: str, *, web_enabled: bool, **extra: Any) -> faust.App:
+    """A Faust app with the project's broker settings: raw bytes (contracts parse at the edge),
+    acks=all, earliest offsets, short group timings, data dir under the state dir."""
+    datadir = Path(settings.state_dir) / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id,
         broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
-        datadir=str(Path(settings.state_dir) / "faust" / "{conf.name}"),  # not the current directory
+        datadir=str(datadir),  # not the current directory
         web_enabled=web_enabled,
         web_port=settings.worker_web_port,
         web_host="127.0.0.1" if "127.0.0.1" in settings.kafka_bootstrap else "0.0.0.0",  # noqa: S104
@@ -58,6 +60,16 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
         broker_session_timeout=float(os.environ.get("MISINFO_SESSION_TIMEOUT_S", "10")),
         broker_heartbeat_interval=1.0,
         broker_commit_interval=1.0,
+        **extra,
+    )
+
+
+def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -> faust.App:
+    """Build the worker app around an already loaded detector."""
+    app = make_faust_app(
+        settings,
+        settings.worker_group,
+        web_enabled=web_enabled,
         # A batch may hold the model for a while; the poll loop must not think the worker died.
         broker_max_poll_interval=600.0,
         stream_buffer_maxsize=max(4 * settings.max_batch, 64),

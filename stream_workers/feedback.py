@@ -122,28 +122,14 @@ def register_feedback_agent(app: Any, settings: Settings, submitter: Any = None)
 def main() -> None:
     """``python -m stream_workers.feedback``: the feedback agent alone, as its own Faust app (for a
     deployment that runs the trigger apart from the GPU workers, and for the closed-loop tests)."""
-    import os
-
     import faust
 
     from misinfo.config import load_settings
+    from stream_workers.app import make_faust_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    app = faust.App(
-        f"{settings.worker_group}-feedback",
-        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.topic_partitions,
-        broker_rebalance_timeout=float(os.environ.get("MISINFO_REBALANCE_TIMEOUT_S", "6")),
-        broker_session_timeout=float(os.environ.get("MISINFO_SESSION_TIMEOUT_S", "10")),
-        broker_heartbeat_interval=1.0,
-        broker_commit_interval=1.0,
-    )
+    app = make_faust_app(settings, f"{settings.worker_group}-feedback", web_enabled=False)
     register_feedback_agent(app, settings)
     faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
 

@@ -94,19 +94,27 @@ class BatchProcessor:
 
         done: list[tuple[ImageEvent, Verdict]] = []
         todo: list[ImageEvent] = []
-        for ev in events:
-            known = await self._retry("redis read", lambda ev=ev: self.sink.known(ev.image_id, version))
-            if known is None and ev.near_duplicate_of:
-                # Ingest linked a near-duplicate: its verdict by the same version stands for this one.
-                earlier = await self._retry(
-                    "redis read", lambda ev=ev: self.sink.known(ev.near_duplicate_of, version)
+        ids = [ev.image_id for ev in events]
+        known = await self._retry("redis read", lambda: self.sink.known(ids, version))
+        # Ingest links near-duplicates: the earlier image's verdict by the same version stands for them.
+        linked = [
+            ev.near_duplicate_of
+            for ev, k in zip(events, known, strict=True)
+            if k is None and ev.near_duplicate_of
+        ]
+        earlier_list = await self._retry("redis read", lambda: self.sink.known(linked, version))
+        earlier = {v.image_id: v for v in earlier_list if v is not None}
+        for ev, verdict in zip(events, known, strict=True):
+            if verdict is None and ev.near_duplicate_of in earlier:
+                verdict = earlier[ev.near_duplicate_of].model_copy(
+                    update={
+                        "image_id": ev.image_id,
+                        "reused_from": ev.near_duplicate_of,
+                        "decided_at": _now(),
+                    }
                 )
-                if earlier is not None:
-                    known = earlier.model_copy(
-                        update={"image_id": ev.image_id, "reused_from": earlier.image_id, "decided_at": _now()}
-                    )
-            if known is not None:
-                done.append((ev, known))
+            if verdict is not None:
+                done.append((ev, verdict))
                 stats.reused += 1
             else:
                 todo.append(ev)

@@ -37,13 +37,18 @@ class RedisSink:
     def review_key(self) -> str:
         return f"{self.p}:review"
 
-    async def known(self, image_id: str, model_version: str) -> Verdict | None:
-        """The stored verdict for this image when the same model version decided it."""
-        raw = await self.redis.hget(self.verdict_key(image_id), "verdict")
-        if raw is None:
-            return None
-        verdict = Verdict.parse(raw)
-        return verdict if verdict.model_version == model_version else None
+    async def known(self, image_ids: list[str], model_version: str) -> list[Verdict | None]:
+        """For each image, its stored verdict when the same model version decided it (one round trip)."""
+        if not image_ids:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id in image_ids:
+            pipe.hget(self.verdict_key(image_id), "verdict")
+        out: list[Verdict | None] = []
+        for raw in await pipe.execute():
+            verdict = Verdict.parse(raw) if raw is not None else None
+            out.append(verdict if verdict is not None and verdict.model_version == model_version else None)
+        return out
 
     def labels_key(self, image_id: str) -> str:
         return f"{self.p}:labels:{image_id}"

@@ -7,7 +7,6 @@ import dataclasses
 import os
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from misinfo.config import Settings, load_settings
+from misinfo.procs import MISINFO, run_misinfo, start_misinfo  # noqa: F401 - MISINFO for tests
 
 REPO = Path(__file__).resolve().parent.parent
-MISINFO = str(Path(sys.executable).with_name("misinfo"))
 
 
 def free_port() -> int:
@@ -106,26 +105,9 @@ def run_cli(
     settings: Settings, *args: str, timeout: float = 300, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run ``misinfo ARGS`` as a real process with the test's settings in its environment."""
-    return subprocess.run(
-        [MISINFO, *args],
-        env={**os.environ, **settings.env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_misinfo(settings, *args, timeout=timeout, **env)
 
 
 def start_cli(settings: Settings, *args: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """Start ``misinfo ARGS`` in the background (a worker, a continuous collector), logging to ``log``."""
-    fh = open(log, "ab")  # noqa: SIM115 - the child owns it
-    try:
-        return subprocess.Popen(
-            [MISINFO, *args],
-            env={**os.environ, **settings.env(), **env},
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        fh.close()
+    return start_misinfo(settings, *args, log=log, **env)

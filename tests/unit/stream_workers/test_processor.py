@@ -42,9 +42,9 @@ class FakeSink:
         self.records: dict[str, Verdict] = {}
         self.fail_writes = fail_writes
 
-    async def known(self, image_id: str, version: str) -> Verdict | None:
-        v = self.records.get(image_id)
-        return v if v is not None and v.model_version == version else None
+    async def known(self, image_ids: list[str], version: str) -> list[Verdict | None]:
+        found = [self.records.get(i) for i in image_ids]
+        return [v if v is not None and v.model_version == version else None for v in found]
 
     async def write(self, pairs) -> None:  # type: ignore[no-untyped-def]
         if self.fail_writes:
