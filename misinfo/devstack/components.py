@@ -220,9 +220,9 @@ class RayHead(Component):
             "--dashboard-agent-listen-port",
             str(self.settings.ray_gcs_port + 2),
             "--min-worker-port",
-            "30000",
+            "20000",
             "--max-worker-port",
-            "39999",
+            "29999",
         ]
 
     def healthy(self) -> bool:
