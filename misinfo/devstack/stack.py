@@ -80,7 +80,9 @@ class DevStack:
         return pid if _alive(pid) else None
 
     def up(self, names: list[str] | None = None, progress=print) -> list[ComponentStatus]:  # type: ignore[no-untyped-def]
-        """Start every component that is not already running and healthy; wait until all are healthy."""
+        """Start every component that is not already running and healthy; wait until all are healthy.
+
+        On failure, what this call started is stopped again and :class:`StackError` carries the log."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started: list[tuple[Component, subprocess.Popen[bytes]]] = []
@@ -112,7 +114,8 @@ class DevStack:
                     why = (
                         "exited" if proc.poll() is not None else f"not healthy after {c.start_timeout_s:.0f}s"
                     )
-                    self.down([c.name], progress=lambda *_: None)
+                    # All or nothing: stop what this call started, so a failed `up` leaks nothing.
+                    self.down([x.name for x, _ in started], progress=lambda *_: None)
                     raise StackError(f"{c.name} {why}; last log lines:\n{self._tail(c.name)}")
                 time.sleep(0.25)
             progress(f"{c.name}: healthy at {c.endpoint()}")

@@ -30,21 +30,22 @@ def test_up_twice_status_and_down_leave_nothing_running(tmp_path):
         ray_gcs_port=free_port(),
     )
     env = {**os.environ, **settings.env()}
-    first = _dev(env, "up")
-    assert first.returncode == 0, first.stderr
-    second = _dev(env, "up")
-    assert second.returncode == 0, second.stderr
-    assert second.stderr.count("already running") == 4, second.stderr
+    try:
+        first = _dev(env, "up")
+        assert first.returncode == 0, first.stderr
+        second = _dev(env, "up")
+        assert second.returncode == 0, second.stderr
+        assert second.stderr.count("already running") == 4, second.stderr
 
-    status = _dev(env, "status", "--json")
-    assert status.returncode == 0, status.stdout
-    rows = {r["name"]: r for r in map(json.loads, status.stdout.splitlines())}
-    assert set(rows) == {"broker", "redis", "mlflow", "ray"}
-    assert all(r["healthy"] for r in rows.values())
-    pids = [r["pid"] for r in rows.values() if r["managed"]]
-    assert len(pids) == 3  # broker, MLflow, Ray; Redis is the machine's own
-
-    down = _dev(env, "down")
+        status = _dev(env, "status", "--json")
+        assert status.returncode == 0, status.stdout
+        rows = {r["name"]: r for r in map(json.loads, status.stdout.splitlines())}
+        assert set(rows) == {"broker", "redis", "mlflow", "ray"}
+        assert all(r["healthy"] for r in rows.values())
+        pids = [r["pid"] for r in rows.values() if r["managed"]]
+        assert len(pids) == 3  # broker, MLflow, Ray; Redis is the machine's own
+    finally:
+        down = _dev(env, "down")  # also when an assertion above failed: leave nothing running
     assert down.returncode == 0, down.stderr
     assert not any(_group_alive(pid) for pid in pids)
     after = _dev(env, "status", "--json")
