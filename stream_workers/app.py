@@ -99,6 +99,9 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
         executor,
         max_pixels=settings.max_image_pixels,
         explain=settings.explain,
+        decode_executor=ThreadPoolExecutor(
+            max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode"
+        ),
     )
 
     def load_version(update: Any, resolved: dict[str, Any]) -> Any:

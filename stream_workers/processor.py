@@ -69,12 +69,16 @@ class BatchProcessor:
         max_pixels: int = 50_000_000,
         explain: str = "none",
         retry_backoff_s: tuple[float, float] = (0.2, 10.0),
+        decode_executor: Executor | None = None,
     ) -> None:
         self.detector_ref = detector_ref  # returns the detector serving now (hot swaps replace it)
         self.sink = sink
         self.send = send
         self.topics = topics
         self.executor = executor
+        # Blob reads and decodes run image by image on their own pool (Pillow releases the GIL), so
+        # they overlap each other and the event loop instead of queueing in the model's one thread.
+        self.decode_executor = decode_executor or executor
         self.max_pixels = max_pixels
         self.explain = explain
         self.retry_backoff_s = retry_backoff_s
@@ -120,7 +124,9 @@ class BatchProcessor:
                 todo.append(ev)
 
         loop = asyncio.get_running_loop()
-        loaded = await loop.run_in_executor(self.executor, self._load_images, todo)
+        loaded = await asyncio.gather(
+            *(loop.run_in_executor(self.decode_executor, self._load_image, ev) for ev in todo)
+        )
         ready: list[tuple[ImageEvent, Image.Image]] = []
         for ev, img_or_letter in zip(todo, loaded, strict=True):
             if isinstance(img_or_letter, DeadLetter):
@@ -173,17 +179,13 @@ class BatchProcessor:
         ]
         await asyncio.gather(*sends)
 
-    def _load_images(self, events: list[ImageEvent]) -> list[Image.Image | DeadLetter]:
-        out: list[Image.Image | DeadLetter] = []
-        for ev in events:
-            try:
-                _, img = decode_rgb(read_blob(ev.blob_uri), self.max_pixels)
-                out.append(img)
-            except BlobNotFound:
-                out.append(_letter("blob", f"blob not found: {ev.blob_uri}", "BlobNotFound", event=ev))
-            except BadInput as exc:
-                out.append(_letter("decode", exc.reason, "BadInput", event=ev))
-        return out
+    def _load_image(self, ev: ImageEvent) -> Image.Image | DeadLetter:
+        try:
+            return decode_rgb(read_blob(ev.blob_uri), self.max_pixels)[1]
+        except BlobNotFound:
+            return _letter("blob", f"blob not found: {ev.blob_uri}", "BlobNotFound", event=ev)
+        except BadInput as exc:
+            return _letter("decode", exc.reason, "BadInput", event=ev)
 
     def _detect_isolating(self, detector: Any, ready: list[tuple[ImageEvent, Image.Image]]) -> list[Any]:
         """Run the batch; if it fails, run each image alone so one bad image costs only itself."""
