@@ -153,17 +153,33 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
 
     @app.task
     async def follow_control() -> None:
-        await follow_control_topic(settings.kafka_bootstrap, settings.topic_control, swapper, asyncio.Event())
+        # Faust crashes the app when a task raises; a broker hiccup here must only delay swaps.
+        while True:
+            try:
+                await follow_control_topic(
+                    settings.kafka_bootstrap, settings.topic_control, swapper, asyncio.Event()
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.warning("control topic reader failed; reconnecting in 5 s", exc_info=True)
+                await asyncio.sleep(5)
 
     @app.timer(interval=2.0)
     async def consumer_lag() -> None:
-        consumer = app.consumer
-        lags = {}
-        for tp in consumer.assignment():
-            if tp.topic == settings.topic_images:
-                position = await consumer.position(tp)
-                lags[tp.partition] = consumer.highwater(tp) - (position or 0)
-        metrics.set_lags(lags)
+        # A metrics timer must never take the worker down: Faust crashes the app when a timer raises.
+        try:
+            consumer = app.consumer
+            lags = {}
+            for tp in consumer.assignment():
+                if tp.topic != settings.topic_images:
+                    continue
+                position, highwater = await consumer.position(tp), consumer.highwater(tp)
+                if position is not None and highwater is not None:  # unknown during a rebalance
+                    lags[tp.partition] = highwater - position
+            metrics.set_lags(lags)
+        except Exception:  # noqa: BLE001
+            log.warning("consumer lag not measured this time", exc_info=True)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
