@@ -84,6 +84,10 @@ class LoadOptions:
     force_profile: bool = False
 
 
+def _top_class(scores: dict[str, float]) -> str:
+    return max(CLASSES, key=lambda c: scores[c])
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -232,14 +236,14 @@ class Detector:
         if opts.adapter_path:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, opts.adapter_path)
+            model = PeftModel.from_pretrained(model, opts.adapter_path)  # type: ignore[assignment]
             if opts.merge_adapter:
                 try:
-                    model = model.merge_and_unload()
+                    model = model.merge_and_unload()  # type: ignore[operator]
                     merged = True
                 except (ValueError, RuntimeError, NotImplementedError) as exc:
                     _fallback(fallbacks, f"cannot merge the adapter ({exc}); serving it unmerged")
-        model.to(device).eval()
+        model.to(device).eval()  # type: ignore[arg-type]
 
         quantized = False
         float_model = None
@@ -357,7 +361,7 @@ class Detector:
             wanted = [i for i, r in enumerate(results) if r.flagged]
             # An uncertain verdict is explained for its most probable class (the label stays uncertain).
             shown = [
-                results[i].label if results[i].label in CLASSES else max(CLASSES, key=results[i].scores.get)
+                results[i].label if results[i].label in CLASSES else _top_class(results[i].scores)
                 for i in wanted
             ]
             texts = self.explain([images[i] for i in wanted], shown, max_new_tokens)

@@ -70,7 +70,7 @@ def decode_rgb(data: bytes, max_pixels: int) -> tuple[str, Image.Image]:
             img = Image.open(io.BytesIO(data))
             img.seek(0)  # first frame of an animation
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            img = ImageOps.exif_transpose(img) or img  # type: ignore[assignment]
             return fmt, to_rgb(img)
     except BadInput:
         raise

@@ -75,12 +75,18 @@ class Settings:
     )
     train_seed_data: str = field(default="", metadata={"help": "seed data set (conversation JSON) to add"})
     train_val_fraction: float = field(default=0.2, metadata={"help": "held-out share of labeled images"})
-    train_work_dir: str = field(default="", metadata={"help": "training jobs' files ('' = state_dir/training)"})
+    train_work_dir: str = field(
+        default="", metadata={"help": "training jobs' files ('' = state_dir/training)"}
+    )
     train_python: str = field(default="", metadata={"help": "interpreter on the Ray cluster ('' = this one)"})
-    train_gpus: int = field(default=-1, metadata={"help": "GPUs per training job (-1 = 1 if the cluster has any)"})
+    train_gpus: int = field(
+        default=-1, metadata={"help": "GPUs per training job (-1 = 1 if the cluster has any)"}
+    )
     train_runtime_env: str = field(default="", metadata={"help": "extra Ray runtime_env as JSON"})
     train_optimize: str = field(default="full", metadata={"help": "profile each candidate: full, quick, off"})
-    train_auto_promote: bool = field(default=True, metadata={"help": "promote a candidate that passes the gate"})
+    train_auto_promote: bool = field(
+        default=True, metadata={"help": "promote a candidate that passes the gate"}
+    )
     gate_min_improvement: float = field(default=0.01, metadata={"help": "macro-F1 gain over the champion"})
     gate_max_recall_drop: float = field(default=0.05, metadata={"help": "largest per-class recall drop"})
     gate_min_macro_f1: float = field(default=0.5, metadata={"help": "absolute macro-F1 floor"})

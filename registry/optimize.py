@@ -194,7 +194,7 @@ def default_grid(
         for d in ok_dtypes:
             for a in ok_attns:
                 for b in sorted({batch_size, *batch_sizes}):
-                    for t in thread_list or [None]:
+                    for t in thread_list or [None]:  # type: ignore[list-item]
                         for c in sorted({False, do_compile}):
                             for q in sorted({False, do_int8 and d == "float32"}):
                                 for m in sorted({False, adapter}):
@@ -255,8 +255,8 @@ def default_grid(
                     )
                 )
     unique: dict[str, Candidate] = {}
-    for c in grid:
-        unique.setdefault(c.id, c)
+    for cand in grid:
+        unique.setdefault(cand.id, cand)
     return list(unique.values())
 
 

@@ -13,7 +13,9 @@ from stream_workers.loading import ensure_model, load_detector  # noqa: F401 - r
 
 @click.command()
 @click.option("--web-port", type=int, default=None, help="metrics port (default: MISINFO_WORKER_WEB_PORT)")
-@click.option("--noop-detector", is_flag=True, help="judge nothing (fixed scores): measures the transport alone")
+@click.option(
+    "--noop-detector", is_flag=True, help="judge nothing (fixed scores): measures the transport alone"
+)
 def worker(web_port: int | None, noop_detector: bool) -> None:
     """Run a stream worker: consume image events, detect in batches, write verdicts."""
     import faust

@@ -273,7 +273,7 @@ def build_dataset(
 
     (out / "train.json").write_text(json.dumps([record(i) for i in train_order], indent=1))
     (out / "val.json").write_text(json.dumps([record(i) for i in val_idx], indent=1))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "image_id": it.image_id,
             "file": files[i],
@@ -298,7 +298,7 @@ def build_dataset(
             + [params]
         ).encode()
     ).hexdigest()
-    manifest = {
+    manifest: dict[str, Any] = {
         "schema_version": MANIFEST_SCHEMA,
         "version": f"ds-{digest[:12]}",
         "digest": digest,
@@ -338,7 +338,7 @@ def log_manifest_input(manifest_path: str | Path, context: str = "training") -> 
     df = pd.DataFrame(
         [{k: r[k] for k in ("image_id", "label", "split", "group", "source")} for r in manifest["records"]]
     )
-    dataset = mlflow.data.from_pandas(
+    dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         df, source=str(path.resolve()), name=manifest["version"], targets="label"
     )
     mlflow.log_input(dataset, context=context, tags={"digest": manifest["digest"]})

@@ -81,7 +81,7 @@ def load_model(cfg: Config, base: str, dtype: torch.dtype) -> tuple[Any, Any]:
             target_modules=cfg.lora_targets(),
             task_type="CAUSAL_LM",
         )
-        model = get_peft_model(model, lora)
+        model = get_peft_model(model, lora)  # type: ignore[assignment]
     elif not cfg.model.train_vision:
         for name, p in model.named_parameters():
             if ".visual." in f".{name}":

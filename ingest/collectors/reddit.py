@@ -39,7 +39,7 @@ def make_reddit(
         reddit_url=reddit_url,
         check_for_updates=False,
         check_for_async=False,
-        timeout=timeout_s,
+        timeout=timeout_s,  # type: ignore[arg-type]  # praw passes it on to requests
     )
 
 

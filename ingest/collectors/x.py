@@ -107,7 +107,7 @@ class XCollector(Collector):
     def _tweet_items(
         self, tweet: dict[str, Any], media: dict[str, Any], users: dict[str, Any]
     ) -> Iterator[RawItem]:
-        username = users.get(tweet.get("author_id"))
+        username = users.get(str(tweet.get("author_id")))
         tweet_id = str(tweet.get("id"))
         created = tweet.get("created_at")
         posted = datetime.fromisoformat(created.replace("Z", "+00:00")) if created else None

@@ -46,6 +46,8 @@ def test_bench_cli_prints_one_json_line_last(tiny_ckpt) -> None:
     for key in ("seed_images_per_s", "ours_images_per_s", "ratio", "batch_size", "model", "device"):
         assert key in figures
     assert figures["batch_size"] == 2 and figures["device"] == "cpu" and figures["images"] == 4
-    assert figures["ratio"] == pytest.approx(figures["ours_images_per_s"] / figures["seed_images_per_s"], rel=0.01)
+    assert figures["ratio"] == pytest.approx(
+        figures["ours_images_per_s"] / figures["seed_images_per_s"], rel=0.01
+    )
     assert 0 < figures["seed_mean_new_tokens"] <= 4
     assert "seed:" in result.stderr and "ours:" in result.stderr  # progress goes to stderr
