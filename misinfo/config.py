@@ -7,7 +7,7 @@ The same variables serve the embedded stack and the production compose file.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,22 @@ class Settings:
     @property
     def blob_root(self) -> str:
         return self.blob_uri or str(Path(self.state_dir) / "blobs")
+
+    def isolated(self, name: str, **changes: Any) -> Settings:
+        """The same deployment with topics, consumer group and Redis prefix of its own (``<name>.images``,
+        group ``<name>``, keys under ``<redis_prefix>:<name>``): the demo, benchmarks and tests use it so
+        runs never see each other's data."""
+        return replace(
+            self,
+            topic_images=f"{name}.images",
+            topic_verdicts=f"{name}.verdicts",
+            topic_feedback=f"{name}.feedback",
+            topic_dead_letters=f"{name}.dead-letters",
+            topic_control=f"{name}.control",
+            redis_prefix=f"{self.redis_prefix}:{name}",
+            worker_group=name,
+            **changes,
+        )
 
     def env(self) -> dict[str, str]:
         """The settings as environment variables, secrets revealed: for child processes only, never logs."""

@@ -40,16 +40,7 @@ def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
 
     base = load_settings()
     tag = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    settings = dataclasses.replace(
-        base,
-        topic_images=f"demo-{tag}.images",
-        topic_verdicts=f"demo-{tag}.verdicts",
-        topic_feedback=f"demo-{tag}.feedback",
-        topic_dead_letters=f"demo-{tag}.dead-letters",
-        topic_control=f"demo-{tag}.control",
-        redis_prefix=f"{base.redis_prefix}:demo:{tag}",
-        worker_group=f"demo-{tag}",
-    )
+    settings = base.isolated(f"demo-{tag}")
     stack = DevStack(settings)
     already = {s.name for s in stack.status() if s.healthy}
     say(f"demo {tag}: starting the embedded stack (state in {settings.state_dir})")

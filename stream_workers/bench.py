@@ -41,16 +41,9 @@ def _say(msg: str) -> None:
 
 
 def _fresh(settings: Settings, tag: str) -> Settings:
-    return dataclasses.replace(
-        settings,
-        topic_images=f"bench-{tag}.images",
-        topic_verdicts=f"bench-{tag}.verdicts",
-        topic_feedback=f"bench-{tag}.feedback",
-        topic_dead_letters=f"bench-{tag}.dead-letters",
-        topic_control=f"bench-{tag}.control",
-        redis_prefix=f"bench:{tag}",
+    return settings.isolated(
+        f"bench-{tag}",
         state_dir=str(Path(settings.state_dir) / "bench" / tag),  # own collector cursors
-        worker_group=f"bench-{tag}",
         train_trigger=False,
     )
 

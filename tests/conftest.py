@@ -3,7 +3,6 @@ test session, lazily, on free loopback ports; each test gets fresh topics, group
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
 import subprocess
@@ -70,16 +69,9 @@ def ray_address(dev_stack) -> str:  # type: ignore[no-untyped-def]
 def settings(dev_stack, tmp_path: Path) -> Settings:  # type: ignore[no-untyped-def]
     """Per-test settings on the session's stack: fresh topics, consumer group and Redis prefix."""
     tag = uuid.uuid4().hex[:10]
-    s = dataclasses.replace(
-        dev_stack.settings,
+    s = dev_stack.settings.isolated(
+        f"t{tag}",
         state_dir=str(tmp_path / "state"),
-        topic_images=f"t{tag}.images",
-        topic_verdicts=f"t{tag}.verdicts",
-        topic_feedback=f"t{tag}.feedback",
-        topic_dead_letters=f"t{tag}.dead-letters",
-        topic_control=f"t{tag}.control",
-        redis_prefix=f"test:{tag}",
-        worker_group=f"workers-{tag}",
         worker_web_port=free_port(),
     )
     from misinfo.devstack import DevStack

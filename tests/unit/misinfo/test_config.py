@@ -35,3 +35,23 @@ def test_env_round_trips_through_load_settings():
 def test_settings_are_frozen():
     with pytest.raises(AttributeError):
         Settings().max_batch = 2  # type: ignore[misc]
+
+
+def test_isolated_settings_have_topics_group_and_prefix_of_their_own():
+    base = load_settings({}, redis_prefix="misinfo")
+    a, b = base.isolated("run-a", max_batch=3), base.isolated("run-b")
+    assert (a.topic_images, a.topic_control, a.worker_group, a.redis_prefix) == (
+        "run-a.images",
+        "run-a.control",
+        "run-a",
+        "misinfo:run-a",
+    )
+    assert a.max_batch == 3 and a.kafka_bootstrap == base.kafka_bootstrap
+    topics = lambda s: {
+        s.topic_images,
+        s.topic_verdicts,
+        s.topic_feedback,
+        s.topic_dead_letters,
+        s.topic_control,
+    }  # noqa: E731
+    assert not topics(a) & topics(b)
