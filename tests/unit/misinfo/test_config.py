@@ -47,11 +47,8 @@ def test_isolated_settings_have_topics_group_and_prefix_of_their_own():
         "misinfo:run-a",
     )
     assert a.max_batch == 3 and a.kafka_bootstrap == base.kafka_bootstrap
-    topics = lambda s: {
-        s.topic_images,
-        s.topic_verdicts,
-        s.topic_feedback,
-        s.topic_dead_letters,
-        s.topic_control,
-    }  # noqa: E731
+
+    def topics(s: Settings) -> set[str]:
+        return {s.topic_images, s.topic_verdicts, s.topic_feedback, s.topic_dead_letters, s.topic_control}
+
     assert not topics(a) & topics(b)
