@@ -156,9 +156,7 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
         # Faust crashes the app when a task raises; a broker hiccup here must only delay swaps.
         while True:
             try:
-                await follow_control_topic(
-                    settings.kafka_bootstrap, settings.topic_control, swapper, asyncio.Event()
-                )
+                await follow_control_topic(settings.kafka_bootstrap, settings.topic_control, swapper)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001

@@ -111,9 +111,7 @@ class ModelSwapper:
         return self.load(update, resolve_update(update, self.base_model, self.tracking_uri, self.cache))
 
 
-async def follow_control_topic(
-    bootstrap: str, topic: str, swapper: ModelSwapper, stopping: asyncio.Event
-) -> None:
+async def follow_control_topic(bootstrap: str, topic: str, swapper: ModelSwapper) -> None:
     """Replay the control topic (serve the latest champion), then apply each new update as it comes."""
     from aiokafka import AIOKafkaConsumer
 
@@ -126,7 +124,7 @@ async def follow_control_topic(
     )
     await consumer.start()
     try:
-        while not stopping.is_set():
+        while True:  # until the worker stops and cancels the task
             batches = await consumer.getmany(timeout_ms=500, max_records=100)
             latest: ModelUpdate | None = None
             for records in batches.values():
