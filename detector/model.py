@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,16 @@ import torch
 from PIL import Image
 
 from detector.answer import CLASSES, FAKE_CLASSES, VERDICT_PREFIX, class_token_ids, messages, reasons_prefix
-from detector.profile import FallbackWarning, apply_profile
+from detector.options import (
+    FallbackWarning,
+    LoadOptions,
+    dtype_name,
+    dtype_supported,
+    flash_attention_available,
+    resolve_device,
+    resolve_dtype,
+)
+from detector.profile import apply_profile
 
 log = logging.getLogger(__name__)
 
@@ -63,70 +72,8 @@ class Detection:
     explanation: str = ""
 
 
-@dataclass
-class LoadOptions:
-    """How to load and run the model; an optimization profile fills these in."""
-
-    device: str = "auto"
-    dtype: str = "auto"  # auto, float32, bfloat16, float16
-    attn_implementation: str = "sdpa"  # eager, sdpa, flash_attention_2
-    adapter_path: str | None = None
-    merge_adapter: bool = False
-    compile: bool = False
-    quantize_int8: bool = False
-    num_threads: int | None = None
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    # An optimization profile (path or parsed JSON): its choice overrides dtype, attention, compile,
-    # int8, merge and threads when it was measured on this device kind (or ``force_profile``).
-    profile: str | Path | dict[str, Any] | None = None
-    force_profile: bool = False
-
-
 def _top_class(scores: dict[str, float]) -> str:
     return max(CLASSES, key=lambda c: scores[c])
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    except KeyError:
-        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}") from None
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def dtype_supported(dtype: torch.dtype, device: torch.device) -> bool:
-    """Whether the ops the model needs (matmul, softmax, norm, conv) run in ``dtype`` on ``device``."""
-    try:
-        x = torch.randn(2, 3, 4, 4, device=device).to(dtype)
-        torch.nn.functional.conv2d(x, torch.ones(2, 3, 2, 2, device=device, dtype=dtype))
-        h = x.flatten(1) @ torch.ones(48, 8, device=device, dtype=dtype)
-        torch.softmax(torch.nn.functional.layer_norm(h, (8,)), dim=-1)
-        return True
-    except (RuntimeError, TypeError, NotImplementedError):
-        return False
-
-
-def flash_attention_available(device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    try:
-        import flash_attn  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _fallback(fallbacks: list[str], msg: str) -> None:

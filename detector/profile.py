@@ -26,18 +26,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from detector.options import FallbackWarning, resolve_device
+
 if TYPE_CHECKING:
     import torch
 
-    from detector.model import LoadOptions
+    from detector.options import LoadOptions
 
 SCHEMA_VERSION = 1
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
-
-
-class FallbackWarning(UserWarning):
-    """An option asked for (by a profile or by the caller) could not be used here; a fallback was."""
 
 
 class ProfileError(ValueError):
@@ -288,8 +286,6 @@ def apply_profile(
     (``force`` overrides the last check only). Options that then fail on this machine fall back one by
     one in :meth:`Detector.load`.
     """
-    from detector.model import resolve_device
-
     try:
         doc = read_profile(profile)
     except ProfileError as exc:

@@ -22,7 +22,8 @@ from typing import Any
 
 import click
 
-from misinfo.config import Settings, load_settings
+from core.config import Settings, load_settings
+from ingest.factory import build_fetcher, build_ingestor
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +38,6 @@ def parse_duration(text: str) -> float:
 
 def split_list(text: str, sep: str = ",") -> list[str]:
     return [part.strip() for part in text.split(sep) if part.strip()]
-
-
-def build_ingestor(settings: Settings) -> Any:
-    """The ETL + dedup + publisher chain for ``settings``; ``.ingest(RawItem)`` then ``.flush()``."""
-    import redis
-
-    from ingest.blobstore import open_blob_store
-    from ingest.dedup import Dedup
-    from ingest.pipeline import Ingestor, Topics
-    from ingest.publisher import Publisher, PublisherConfig
-
-    return Ingestor(
-        blobs=open_blob_store(settings.blob_root),
-        publisher=Publisher(PublisherConfig(bootstrap=settings.kafka_bootstrap)),
-        dedup=Dedup(
-            redis.Redis.from_url(settings.redis_url),
-            settings.redis_prefix,
-            near_distance=settings.near_duplicate_distance,
-        ),
-        topics=Topics(images=settings.topic_images, dead_letters=settings.topic_dead_letters),
-        max_pixels=settings.max_image_pixels,
-    )
-
-
-def build_fetcher(settings: Settings) -> Any:
-    from ingest.fetcher import FetchConfig, Fetcher
-
-    return Fetcher(FetchConfig.from_settings(settings))
 
 
 def collector_kwargs(settings: Settings, source: str, key: str) -> dict[str, Any]:

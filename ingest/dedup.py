@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.keys import Keys
+
 
 def hamming(a: str, b: str) -> int:
     """Bit distance between two hex hashes of the same length."""
@@ -45,17 +47,18 @@ class Dedup:
     def __init__(self, redis: Any, prefix: str = "misinfo", near_distance: int = 4) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.keys = Keys(prefix)
         # -1 turns linking off; more than 15 bands of 4 bits would make buckets useless.
         self.near_distance = min(near_distance, 15)
 
     def _published(self, image_id: str) -> str:
-        return f"{self.prefix}:ingest:published:{image_id}"
+        return self.keys.published(image_id)
 
     def sightings_key(self, image_id: str) -> str:
-        return f"{self.prefix}:sightings:{image_id}"
+        return self.keys.sightings(image_id)
 
     def _bucket(self, band: int, value: int) -> str:
-        return f"{self.prefix}:ingest:phash:{self.near_distance}:{band}:{value:x}"
+        return self.keys.phash_band(self.near_distance, band, value)
 
     def record_sighting(self, image_id: str, source: str, source_item_id: str) -> int:
         """Record that ``source_item_id`` showed this image; return how many distinct sightings it has."""

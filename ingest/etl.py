@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ingest.blobstore import sha256_hex
+from ingest.blobs import sha256_hex
 from ingest.exceptions import BadInput
 
 # Formats a feed serves as photos; anything else (SVG, PDF, HTML...) is refused.

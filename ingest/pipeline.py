@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ingest.blobstore import BlobStore
-from ingest.contracts import DeadLetter, ImageEvent
+from core.contracts.images import DeadLetter, ImageEvent
+from core.kafka import Topics
+from ingest.blobs import BlobStore
 from ingest.dedup import Dedup, hamming
 from ingest.etl import prepare
 from ingest.exceptions import BadInput
@@ -35,12 +36,6 @@ class RawItem:
     author: str | None = None
     posted_at: datetime | None = None
     text: str | bytes = ""  # bytes when the source's encoding is unknown; cleaned in ingest
-
-
-@dataclass(frozen=True)
-class Topics:
-    images: str
-    dead_letters: str
 
 
 class Ingestor:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from misinfo.config import load_settings
+from core.config import load_settings
 from misinfo.procs import run_misinfo, start_misinfo
 
 
@@ -28,12 +28,11 @@ from misinfo.procs import run_misinfo, start_misinfo
 @click.option("--keep-stack", is_flag=True, help="leave the stack running afterwards")
 def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
     """Run collector → broker → worker → Redis + verdicts topic on generated images."""
-    from kafka import KafkaConsumer
-
+    from core.contracts.verdicts import Verdict
+    from core.kafka import replay_consumer
+    from detector.loading import ensure_model
     from misinfo.devstack import DevStack
     from misinfo.samples import write_samples
-    from stream_workers.contracts import Verdict
-    from stream_workers.loading import ensure_model
 
     def say(msg: str) -> None:
         click.echo(msg, err=True)
@@ -64,14 +63,7 @@ def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
         counts = json.loads(collected.stdout.strip().splitlines()[-1])
         say(f"collector: {json.dumps(counts)}")
 
-        consumer = KafkaConsumer(
-            settings.topic_verdicts,
-            bootstrap_servers=settings.kafka_bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            consumer_timeout_ms=1000,
-        )
+        consumer = replay_consumer(settings.kafka_bootstrap, settings.topic_verdicts, idle_s=1.0)
         verdicts: dict[str, Verdict] = {}
         deadline = time.monotonic() + timeout
         while len(verdicts) < counts["published"]:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from misinfo.config import Settings
+from core.config import Settings
 
 MISINFO = str(Path(sys.executable).with_name("misinfo"))
 

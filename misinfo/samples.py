@@ -46,3 +46,22 @@ def write_samples(folder: str | Path, n: int = 8, seed: int = 0) -> list[Path]:
         scene(seed * 10_000 + i, sizes[i % len(sizes)]).save(path, fmt, quality=90)
         paths.append(path)
     return paths
+
+
+def bench_images(n: int, seed: int = 0, min_side: int = 48, max_side: int = 160) -> list[Image.Image]:
+    """``n`` deterministic synthetic RGB images of different sizes (gradients, shapes, noise)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        w, h = (int(v) for v in rng.integers(min_side, max_side + 1, size=2))
+        yy, xx = np.mgrid[0:h, 0:w]
+        base = np.stack([xx * 255 / max(w - 1, 1), yy * 255 / max(h - 1, 1), (xx + yy) % 256], axis=-1)
+        noisy = base + rng.normal(0, 20, size=base.shape)
+        im = Image.fromarray(np.clip(noisy, 0, 255).astype("uint8"), "RGB")
+        draw = ImageDraw.Draw(im)
+        for _ in range(3):
+            x0, y0 = int(rng.integers(0, w - 1)), int(rng.integers(0, h - 1))
+            x1, y1 = int(rng.integers(x0 + 1, w + 1)), int(rng.integers(y0 + 1, h + 1))
+            draw.rectangle([x0, y0, x1, y1], fill=tuple(int(c) for c in rng.integers(0, 256, size=3)))
+        out.append(im)
+    return out

@@ -8,7 +8,7 @@ import click
 
 
 def _store():  # type: ignore[no-untyped-def]
-    from misinfo.config import load_settings
+    from core.config import load_settings
     from registry.promotion import kafka_publisher
     from registry.store import RegistryStore
 

@@ -134,14 +134,12 @@ def resolve_model(
     if info is None:
         raise OptimizeError(f"{name} has no version or alias {ref!r} in {registry_uri}")
     local = store.download(info.source, Path(workdir) / f"{name}-v{info.version}")
-    if (local / "adapter_config.json").exists():
-        base = base_model or json.loads((local / "adapter_config.json").read_text()).get(
-            "base_model_name_or_path"
-        )
-        if not base:
-            raise OptimizeError(f"{model} is an adapter without a base model: pass --base-model")
-        return str(base), str(local)
-    return str(local), None
+    from detector.checkpoint import model_location
+
+    base, adapter = model_location(local, base_model)
+    if not base:
+        raise OptimizeError(f"{model} is an adapter without a base model: pass --base-model")
+    return base, adapter
 
 
 def default_grid(
@@ -166,7 +164,7 @@ def default_grid(
     """
     import torch
 
-    from detector.model import dtype_supported, flash_attention_available, resolve_device
+    from detector.options import dtype_supported, flash_attention_available, resolve_device
 
     dev = resolve_device(device)
     cores = os.cpu_count() or 1
@@ -289,7 +287,8 @@ def measure_candidate(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from PIL import Image
 
-    from detector.model import Detector, LoadOptions
+    from detector.model import Detector
+    from detector.options import LoadOptions
 
     cand = Candidate(**spec["candidate"])
     images = []
@@ -432,7 +431,7 @@ def optimize(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Measure ``candidates`` (default: :func:`default_grid`) and return the profile document."""
-    from detector.model import resolve_device
+    from detector.options import resolve_device
     from detector.profile import SCHEMA_VERSION, library_versions, machine_info, new_profile_id, now_iso
 
     say = progress or (lambda msg: log.info("%s", msg))

@@ -95,7 +95,7 @@ def optimize(
     try:
         eval_images(eval_set, 1)  # refuse early, before any model is loaded
         if model_path.startswith("models:/") and not (registry_uri or mlflow_uri):
-            from misinfo.config import load_settings
+            from core.config import load_settings
 
             registry_uri = load_settings().mlflow_tracking_uri
         model_path, from_registry = resolve_model(model_path, registry_uri or mlflow_uri, workdir, base_model)

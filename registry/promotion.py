@@ -1,7 +1,7 @@
 """Promotion and rollback: move the ``champion`` alias and publish ``ModelUpdate`` on the control topic.
 
 The registered model keeps a tag with the list of past champions, so ``rollback`` returns to the one
-before. Each move publishes a :class:`~registry.contracts.ModelUpdate` keyed by the model name: workers
+before. Each move publishes a :class:`~core.contracts.models.ModelUpdate` keyed by the model name: workers
 load ``model_uri`` (adapter or full checkpoint) on top of their base model and tag verdicts with
 ``version``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from registry.contracts import ModelUpdate
+from core.contracts.models import ModelUpdate
 from registry.store import CHALLENGER, CHAMPION, RegistryStore
 
 log = logging.getLogger(__name__)

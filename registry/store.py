@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from detector.checkpoint import NotAModelDirectory, checkpoint_kind
+
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
@@ -84,8 +86,10 @@ class RegistryStore:
         """Upload ``model_dir`` (and ``artifacts``: artifact path -> file or directory) to the run,
         then register a new version whose source is the uploaded model directory."""
         model_dir = Path(model_dir)
-        if not (model_dir / "adapter_config.json").exists() and not (model_dir / "config.json").exists():
-            raise ValueError(f"{model_dir} is neither a PEFT adapter nor a full checkpoint directory")
+        try:
+            checkpoint_kind(model_dir)
+        except NotAModelDirectory as exc:
+            raise ValueError(str(exc)) from None
         self.client.log_artifacts(run_id, str(model_dir), "model")
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         run_root = self.client.get_run(run_id).info.artifact_uri.rstrip("/")

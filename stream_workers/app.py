@@ -17,12 +17,12 @@ from typing import Any
 
 import faust
 
-from misinfo.config import Settings
+from core.config import Settings
+from core.kafka import Topics, make_faust_app
+from detector.loading import ensure_model, load_detector
 from stream_workers.control import ModelSwapper, follow_control_topic
-from stream_workers.feedback import register_feedback_agent
-from stream_workers.loading import ensure_model, load_detector
 from stream_workers.metrics import WorkerMetrics
-from stream_workers.processor import BatchProcessor, Topics
+from stream_workers.processor import BatchProcessor
 
 log = logging.getLogger(__name__)
 
@@ -35,33 +35,6 @@ class ModelSlot:
 
     def __call__(self) -> Any:
         return self.detector
-
-
-def make_faust_app(settings: Settings, app_id: str, *, web_enabled: bool, **extra: Any) -> faust.App:
-    """A Faust app with the project's broker settings: raw bytes (contracts parse at the edge),
-    acks=all, earliest offsets, short group timings, data dir under the state dir."""
-    datadir = Path(settings.state_dir) / "faust" / app_id
-    datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
-        app_id,
-        broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        datadir=str(datadir),  # not the current directory
-        web_enabled=web_enabled,
-        web_port=settings.worker_web_port,
-        web_host="127.0.0.1" if "127.0.0.1" in settings.kafka_bootstrap else "0.0.0.0",  # noqa: S104
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=settings.topic_partitions,
-        # Short group timings: a first join otherwise waits for the full rebalance timeout.
-        broker_rebalance_timeout=float(os.environ.get("MISINFO_REBALANCE_TIMEOUT_S", "6")),
-        broker_session_timeout=float(os.environ.get("MISINFO_SESSION_TIMEOUT_S", "10")),
-        broker_heartbeat_interval=1.0,
-        broker_commit_interval=1.0,
-        **extra,
-    )
 
 
 def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -> faust.App:
@@ -95,7 +68,7 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
         slot,
         sink,
         send,
-        Topics(settings.topic_verdicts, settings.topic_dead_letters),
+        Topics.from_settings(settings),
         executor,
         max_pixels=settings.max_image_pixels,
         explain=settings.explain,
@@ -147,9 +120,6 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
                 stats.model_s * 1000,
                 slot().version,
             )
-
-    # Labels from moderators: counters in Redis and the retrain trigger (policy in trainer.trigger).
-    register_feedback_agent(app, settings)
 
     @app.task
     async def follow_control() -> None:

@@ -7,8 +7,9 @@ import sys
 
 import click
 
-from misinfo.config import load_settings
-from stream_workers.loading import ensure_model, load_detector  # noqa: F401 - re-exported for callers
+from core.config import load_settings
+from core.kafka import replay_consumer
+from detector.loading import load_detector
 
 
 @click.command()
@@ -49,19 +50,15 @@ def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) ->
     Without --from-beginning it starts at the end of the feed. A message that is not a valid Verdict
     is reported on stderr and skipped, so one bad producer cannot stop a subscriber.
     """
-    from kafka import KafkaConsumer
-
-    from misinfo.schema import ContractError
-    from stream_workers.contracts import Verdict
+    from core.contracts.base import ContractError
+    from core.contracts.verdicts import Verdict
 
     settings = load_settings()
-    consumer = KafkaConsumer(
+    consumer = replay_consumer(
+        settings.kafka_bootstrap,
         settings.topic_verdicts,
-        bootstrap_servers=settings.kafka_bootstrap,
-        auto_offset_reset="earliest" if from_beginning else "latest",
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=int(timeout * 1000) if timeout else float("inf"),  # type: ignore[arg-type]
+        from_beginning=from_beginning,
+        idle_s=timeout or None,
     )
     shown = 0
     try:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from misinfo.schema import ContractError
-from registry.contracts import ModelUpdate
+from core.contracts.base import ContractError
+from core.contracts.models import ModelUpdate
+from core.kafka import async_replay_consumer
+from detector.checkpoint import model_location
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +45,8 @@ def resolve_update(update: ModelUpdate, base_model: str, tracking_uri: str, cach
     out: dict[str, Any] = {"model_path": base_model, "adapter_path": None, "profile": None}
     if update.model_uri:
         path = fetch(update.model_uri, tracking_uri, target / "model")
-        if (path / "adapter_config.json").exists():
-            out["adapter_path"] = str(path)
-        elif (path / "config.json").exists():
-            out["model_path"] = str(path)
-        else:
-            raise FileNotFoundError(f"{update.model_uri} holds neither an adapter nor a checkpoint")
+        model_path, out["adapter_path"] = model_location(path, base_model)
+        out["model_path"] = model_path or base_model
     if update.profile_uri:
         out["profile"] = str(fetch(update.profile_uri, tracking_uri, target / "profile"))
     return out
@@ -113,15 +111,7 @@ class ModelSwapper:
 
 async def follow_control_topic(bootstrap: str, topic: str, swapper: ModelSwapper) -> None:
     """Replay the control topic (serve the latest champion), then apply each new update as it comes."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = async_replay_consumer(bootstrap, topic)
     await consumer.start()
     try:
         while True:  # until the worker stops and cancels the task

@@ -25,23 +25,18 @@ from typing import Any
 
 from PIL import Image
 
-from ingest.blobstore import BlobNotFound, read_blob
-from ingest.contracts import DeadLetter, ImageEvent
+from core.contracts.base import ContractError
+from core.contracts.images import DeadLetter, ImageEvent
+from core.contracts.verdicts import Verdict
+from core.kafka import Topics
+from ingest.blobs import BlobNotFound, read_blob
 from ingest.etl import decode_rgb
 from ingest.exceptions import BadInput
-from misinfo.schema import ContractError
-from stream_workers.contracts import Verdict
 from stream_workers.sinks import RedisSink
 
 log = logging.getLogger(__name__)
 
 Send = Callable[[str, str, bytes], Awaitable[None]]  # (topic, key, value), returns once acknowledged
-
-
-@dataclass(frozen=True)
-class Topics:
-    verdicts: str
-    dead_letters: str
 
 
 @dataclass

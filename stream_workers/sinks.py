@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ingest.contracts import ImageEvent
-from stream_workers.contracts import Verdict
+from core.contracts.images import ImageEvent
+from core.contracts.verdicts import Verdict
+from core.keys import Keys
 
 
 def review_priority(verdict: Verdict, reach: int) -> float:
@@ -28,14 +29,14 @@ def review_priority(verdict: Verdict, reach: int) -> float:
 class RedisSink:
     def __init__(self, redis: Any, prefix: str = "misinfo") -> None:
         self.redis = redis  # a redis.asyncio.Redis
-        self.p = prefix
+        self.keys = Keys(prefix)
 
     def verdict_key(self, image_id: str) -> str:
-        return f"{self.p}:verdict:{image_id}"
+        return self.keys.verdict(image_id)
 
     @property
     def review_key(self) -> str:
-        return f"{self.p}:review"
+        return self.keys.review()
 
     async def known(self, image_ids: list[str], model_version: str) -> list[Verdict | None]:
         """For each image, its stored verdict when the same model version decided it (one round trip)."""
@@ -51,12 +52,12 @@ class RedisSink:
         return out
 
     def labels_key(self, image_id: str) -> str:
-        return f"{self.p}:labels:{image_id}"
+        return self.keys.labels(image_id)
 
     async def _reach_and_labeled(self, image_ids: list[str]) -> tuple[list[int], list[bool]]:
         pipe = self.redis.pipeline(transaction=False)
         for image_id in image_ids:
-            pipe.scard(f"{self.p}:sightings:{image_id}")
+            pipe.scard(self.keys.sightings(image_id))
             pipe.exists(self.labels_key(image_id))
         out = await pipe.execute()
         return [int(n) for n in out[0::2]], [bool(n) for n in out[1::2]]
@@ -81,8 +82,8 @@ class RedisSink:
                     "decided_at": ts,
                 },
             )
-            pipe.zadd(f"{self.p}:index:time", {event.image_id: ts})
-            pipe.zadd(f"{self.p}:index:source:{event.source}", {event.image_id: ts})
+            pipe.zadd(self.keys.index_time(), {event.image_id: ts})
+            pipe.zadd(self.keys.index_source(event.source), {event.image_id: ts})
             if verdict.flagged and not done:  # a labeled image never returns to the queue on replay
                 pipe.zadd(self.review_key, {event.image_id: review_priority(verdict, seen)})
             else:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from misinfo.config import Settings, load_settings
+from core.config import Settings, load_settings
+from core.keys import Keys
 from misinfo.procs import MISINFO, run_misinfo, start_misinfo  # noqa: F401 - MISINFO for tests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ def settings(dev_stack, tmp_path: Path) -> Settings:  # type: ignore[no-untyped-
     import redis
 
     r = redis.Redis.from_url(s.redis_url)
-    keys = list(r.scan_iter(f"{s.redis_prefix}:*", count=1000))
+    keys = list(r.scan_iter(Keys(s.redis_prefix).pattern(), count=1000))
     if keys:
         r.delete(*keys)
 

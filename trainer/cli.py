@@ -1,4 +1,5 @@
-"""``misinfo train run|cycle|submit|status|logs|stop|config``: training by hand and through Ray."""
+"""``misinfo train watch|run|cycle|submit|status|logs|stop|config``: the retrain watcher, training by
+hand and through Ray."""
 
 from __future__ import annotations
 
@@ -16,6 +17,23 @@ def train() -> None:
 
 
 @train.command()
+def watch() -> None:
+    """Run the retrain watcher: count moderators' labels from the feedback topic and submit a training
+    to Ray when the trigger policy says so (MISINFO_TRAIN_MIN_NEW_LABELS, ..._DISAGREEMENT_*, ..._COOLDOWN_S)."""
+    from core.config import load_settings
+    from trainer.watcher import run_watcher
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    click.echo(
+        f"retrain watcher: labels from {settings.topic_feedback} at {settings.kafka_bootstrap}, "
+        f"trainings to Ray at {settings.ray_address}",
+        err=True,
+    )
+    run_watcher(settings)
+
+
+@train.command()
 @click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML config"
 )
@@ -28,7 +46,7 @@ def run(config_path: str | None, overrides: tuple[str, ...]) -> None:
     Start it under `torchrun --nproc_per_node N -m trainer.cli run ...` (or `deepspeed`) for N GPUs.
     Prints progress and, last, one JSON line with the result.
     """
-    from misinfo.config import load_settings
+    from core.config import load_settings
     from trainer.config import ConfigError, load_config
     from trainer.train import run_training
 
@@ -60,10 +78,10 @@ def config() -> None:
 )
 def cycle(request_json: str | None) -> None:
     """Run one whole cycle (what the Ray job runs): dataset, training, evaluation, registry, gate."""
-    from misinfo.config import load_settings
+    from core.config import load_settings
+    from core.contracts.training import TrainingRequest
     from trainer.cycle import run_cycle
     from trainer.submit import REQUEST_ENV
-    from trainer.trigger import TrainingRequest
 
     raw = request_json or os.environ.get(REQUEST_ENV)
     settings = load_settings()
@@ -78,11 +96,16 @@ def cycle(request_json: str | None) -> None:
 def _manual_request(settings, reason: str):  # type: ignore[no-untyped-def]
     import redis
 
-    from trainer.trigger import TrainingRequest, TriggerState
+    from core.contracts.training import TrainingRequest
+    from trainer.trigger import TriggerState
 
     counters = TriggerState(redis.Redis.from_url(settings.redis_url), settings.redis_prefix).counters()
     return TrainingRequest(
-        settings.model_name, settings.redis_prefix, counters.labels_total, reason, requested_by="cli"
+        model_name=settings.model_name,
+        redis_prefix=settings.redis_prefix,
+        labels_total=counters.labels_total,
+        reason=reason,
+        requested_by="cli",
     )
 
 
@@ -93,7 +116,7 @@ def _manual_request(settings, reason: str):  # type: ignore[no-untyped-def]
 @click.option("--reason", default="submitted by hand", show_default=True)
 def submit(wait: bool, timeout: float, gpus: int | None, reason: str) -> None:
     """Submit a training cycle to Ray (MISINFO_RAY_ADDRESS); the same labels give the same job id."""
-    from misinfo.config import load_settings
+    from core.config import load_settings
     from trainer.submit import RaySubmitter
 
     settings = load_settings()
@@ -113,7 +136,7 @@ def submit(wait: bool, timeout: float, gpus: int | None, reason: str) -> None:
 @click.argument("submission_id")
 def status(submission_id: str) -> None:
     """A job's status."""
-    from misinfo.config import load_settings
+    from core.config import load_settings
     from trainer.submit import RaySubmitter
 
     click.echo(RaySubmitter(load_settings()).status(submission_id))
@@ -123,7 +146,7 @@ def status(submission_id: str) -> None:
 @click.argument("submission_id")
 def logs(submission_id: str) -> None:
     """A job's logs."""
-    from misinfo.config import load_settings
+    from core.config import load_settings
     from trainer.submit import RaySubmitter
 
     click.echo(RaySubmitter(load_settings()).logs(submission_id))
@@ -133,7 +156,7 @@ def logs(submission_id: str) -> None:
 @click.argument("submission_id")
 def stop(submission_id: str) -> None:
     """Stop a job."""
-    from misinfo.config import load_settings
+    from core.config import load_settings
     from trainer.submit import RaySubmitter
 
     click.echo("stopped" if RaySubmitter(load_settings()).stop(submission_id) else "not running")

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from misinfo.config import Settings
-from trainer.trigger import TrainingRequest
+from core.config import Settings
+from core.contracts.training import TrainingRequest
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,10 @@ from typing import Any
 
 from PIL import Image
 
+from core.kafka import replay_consumer
+from core.keys import Keys
 from detector.answer import CLASSES, format_answer
+from ingest.dedup import hamming
 from trainer.data import conversation_record, read_records
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,7 @@ MANIFEST_SCHEMA = 1
 
 
 @dataclass
-class Item:
+class LabeledImage:
     """One labeled image before it is written out."""
 
     image_id: str
@@ -55,14 +58,14 @@ class Item:
         if self.path:
             return Path(self.path).read_bytes()
         if self.blob_uri:
-            from ingest.blobstore import read_blob
+            from ingest.blobs import read_blob
 
             return read_blob(self.blob_uri)
         raise ValueError(f"{self.image_id}: no image (neither path nor blob_uri)")
 
 
 def aggregate_labels(labels: Iterable[Any]) -> dict[str, tuple[str, str, list[str]]]:
-    """image_id -> (label, note, moderators) from :class:`~stream_workers.contracts.Label`s.
+    """image_id -> (label, note, moderators) from :class:`~core.contracts.verdicts.Label`s.
 
     The latest label of each moderator counts; the majority wins, ties go to the most recent.
     """
@@ -85,48 +88,43 @@ def aggregate_labels(labels: Iterable[Any]) -> dict[str, tuple[str, str, list[st
     return out
 
 
-def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Item]:
-    from ingest.contracts import ImageEvent
+def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[LabeledImage]:
+    from core.contracts.images import ImageEvent
 
     items = []
     for image_id, (label, note, mods) in sorted(aggregate_labels(labels).items()):
-        raw = redis.hget(f"{prefix}:verdict:{image_id}", "event")
+        raw = redis.hget(Keys(prefix).verdict(image_id), "event")
         if raw is None:
             log.warning("labeled image %s has no verdict record with its event; skipped", image_id)
             continue
         event = ImageEvent.parse(raw)
         items.append(
-            Item(image_id, label, note, "labels", blob_uri=event.blob_uri, phash=event.phash, moderators=mods)
+            LabeledImage(
+                image_id, label, note, "labels", blob_uri=event.blob_uri, phash=event.phash, moderators=mods
+            )
         )
     return items
 
 
-def labels_from_redis(redis: Any, prefix: str) -> list[Item]:
+def labels_from_redis(redis: Any, prefix: str) -> list[LabeledImage]:
     """Every labeled image in Redis under ``prefix``, with its blob reference."""
-    from stream_workers.contracts import Label
+    from core.contracts.verdicts import Label
 
     labels = []
-    for key in redis.scan_iter(f"{prefix}:labels:*", count=1000):
+    for key in redis.scan_iter(Keys(prefix).pattern("labels"), count=1000):
         for raw in redis.hgetall(key).values():
             labels.append(Label.parse(raw))
     return _items_from_labels(redis, prefix, labels)
 
 
-def labels_from_topic(bootstrap: str, topic: str, redis: Any, prefix: str, idle_s: float = 5.0) -> list[Item]:
+def labels_from_topic(
+    bootstrap: str, topic: str, redis: Any, prefix: str, idle_s: float = 5.0
+) -> list[LabeledImage]:
     """Rebuild the label set by replaying the feedback topic from its start (Kafka is the durable log)."""
-    from kafka import KafkaConsumer
+    from core.contracts.base import ContractError
+    from core.contracts.verdicts import Label
 
-    from misinfo.schema import ContractError
-    from stream_workers.contracts import Label
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(idle_s * 1000),
-    )
+    consumer = replay_consumer(bootstrap, topic, idle_s=idle_s)
     labels = []
     try:
         for msg in consumer:
@@ -141,13 +139,13 @@ def labels_from_topic(bootstrap: str, topic: str, redis: Any, prefix: str, idle_
     return _items_from_labels(redis, prefix, labels)
 
 
-def seed_items(path: str | Path, image_root: str | Path | None = None) -> list[Item]:
+def seed_items(path: str | Path, image_root: str | Path | None = None) -> list[LabeledImage]:
     """Items from a seed data set in the conversation JSON format."""
     items = []
     for ex in read_records(path, image_root):
         digest = hashlib.sha256(ex.image.read_bytes()).hexdigest()
         reasons = ex.answer.split("Reasons:", 1)[1].strip() if "Reasons:" in ex.answer else ""
-        items.append(Item(digest, ex.label, reasons, "seed", path=str(ex.image)))
+        items.append(LabeledImage(digest, ex.label, reasons, "seed", path=str(ex.image)))
     return items
 
 
@@ -159,10 +157,6 @@ def phash_of(data: bytes) -> str:
 
     with Image.open(io.BytesIO(data)) as im:
         return str(imagehash.phash(im.convert("RGB")))
-
-
-def hamming(a: str, b: str) -> int:
-    return bin(int(a, 16) ^ int(b, 16)).count("1")
 
 
 def group_near_duplicates(phashes: list[str], distance: int) -> list[int]:
@@ -229,7 +223,7 @@ def balance(indices: list[int], labels: list[str], seed: int) -> list[int]:
 
 
 def build_dataset(
-    items: list[Item],
+    items: list[LabeledImage],
     out_dir: str | Path,
     *,
     val_fraction: float = 0.2,
@@ -242,7 +236,7 @@ def build_dataset(
     out = Path(out_dir)
     img_dir = out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    seen: dict[str, Item] = {}
+    seen: dict[str, LabeledImage] = {}
     for it in items:  # the same image twice (a seed image also labeled live): the live label wins
         if it.label not in CLASSES:
             raise ValueError(f"{it.image_id}: label {it.label!r} is not one of {CLASSES}")

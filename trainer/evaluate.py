@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from detector import checkpoint
 from detector.answer import CLASSES
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ def score_model(
     """Load a model as the worker would and return :func:`metrics` on ``(image, label)`` examples."""
     from PIL import Image
 
-    from detector.model import Detector, LoadOptions
+    from detector.model import Detector
+    from detector.options import LoadOptions
 
     det = Detector.load(str(model_path), LoadOptions(device=device, adapter_path=adapter_path))
     probs: list[list[float]] = []
@@ -135,9 +137,5 @@ def score_model(
 
 def model_location(model_dir: str | Path, base_model: str) -> tuple[str, str | None]:
     """(checkpoint path, adapter path) for a directory that is either an adapter or a full checkpoint."""
-    d = Path(model_dir)
-    if (d / "adapter_config.json").exists():
-        return base_model, str(d)
-    if (d / "config.json").exists():
-        return str(d), None
-    raise FileNotFoundError(f"{d} holds neither adapter_config.json nor config.json")
+    path, adapter = checkpoint.model_location(model_dir, base_model)
+    return str(path), adapter

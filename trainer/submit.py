@@ -19,7 +19,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from trainer.trigger import TERMINAL, TrainingRequest
+from core.contracts.training import TrainingRequest
+from trainer.trigger import TERMINAL
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def job_env(settings: Any) -> dict[str, str]:
     """The settings for the job as environment variables, secrets left out (Ray shows job env vars)."""
     from dataclasses import fields
 
-    from misinfo.config import PREFIX, SecretStr
+    from core.config import PREFIX, SecretStr
 
     out = {}
     for f in fields(settings):
@@ -89,7 +90,7 @@ class RaySubmitter:
         """Submit (idempotently) and return the submission id."""
         sid = request.submission_id
         env = {**job_env(self.settings), **self.runtime_env.get("env_vars", {})}
-        env[REQUEST_ENV] = request.to_json()
+        env[REQUEST_ENV] = request.to_json().decode()
         env.setdefault("PYTHONUNBUFFERED", "1")
         runtime_env = {**self.runtime_env, "env_vars": env}
         gpus = self.num_gpus()

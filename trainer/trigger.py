@@ -16,12 +16,14 @@ counted twice), ``recent`` (0/1 disagreements, newest first), ``per_class:{label
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+from core.contracts.training import TrainingRequest
+from core.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -81,34 +83,6 @@ def decide(policy: TriggerPolicy, c: Counters, now: float) -> tuple[bool, str]:
     return False, f"{c.new_labels} new labels, disagreement {share if share is not None else 'n/a'}"
 
 
-@dataclass(frozen=True)
-class TrainingRequest:
-    """What the trigger (or a person) asks the trainer for; its identity makes the Ray submission id."""
-
-    model_name: str
-    redis_prefix: str
-    labels_total: int
-    reason: str
-    created_at: float = field(default_factory=time.time)
-    requested_by: str = "trigger"
-
-    @property
-    def request_id(self) -> str:
-        ident = json.dumps([self.model_name, self.redis_prefix, self.labels_total, self.requested_by])
-        return hashlib.sha256(ident.encode()).hexdigest()[:16]
-
-    @property
-    def submission_id(self) -> str:
-        return f"misinfo-train-{self.request_id}"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> TrainingRequest:
-        return cls(**json.loads(raw))
-
-
 class Submitter(Protocol):
     def submit(self, request: TrainingRequest) -> str: ...
 
@@ -120,31 +94,31 @@ class TriggerState:
 
     def __init__(self, redis: Any, prefix: str) -> None:
         self.r = redis
-        self.k = f"{prefix}:training"
+        self.keys = Keys(prefix)
         self.prefix = prefix
 
     def record_label(self, label: Any, served_label: str | None, window: int) -> bool:
         """Count one label; ``served_label`` is the verdict the model gave (None: never judged).
         Returns False for a label already counted (a replay)."""
         ident = f"{label.image_id}:{label.moderator_id}:{label.labeled_at.isoformat()}"
-        if not self.r.sadd(f"{self.k}:seen", ident):
+        if not self.r.sadd(self.keys.training("seen"), ident):
             return False
         pipe = self.r.pipeline(transaction=True)
-        pipe.incr(f"{self.k}:labels_total")
-        pipe.incr(f"{self.k}:per_class:{label.label}")
+        pipe.incr(self.keys.training("labels_total"))
+        pipe.incr(self.keys.training("per_class", label.label))
         if served_label is not None:
-            pipe.lpush(f"{self.k}:recent", int(served_label != label.label))
-            pipe.ltrim(f"{self.k}:recent", 0, max(window, 1) - 1)
+            pipe.lpush(self.keys.training("recent"), int(served_label != label.label))
+            pipe.ltrim(self.keys.training("recent"), 0, max(window, 1) - 1)
         pipe.execute()
         return True
 
     def counters(self) -> Counters:
         pipe = self.r.pipeline(transaction=False)
-        pipe.get(f"{self.k}:labels_total")
-        pipe.get(f"{self.k}:labels_at_last")
-        pipe.lrange(f"{self.k}:recent", 0, -1)
-        pipe.get(f"{self.k}:last_started_at")
-        pipe.get(f"{self.k}:in_flight")
+        pipe.get(self.keys.training("labels_total"))
+        pipe.get(self.keys.training("labels_at_last"))
+        pipe.lrange(self.keys.training("recent"), 0, -1)
+        pipe.get(self.keys.training("last_started_at"))
+        pipe.get(self.keys.training("in_flight"))
         total, at_last, recent, started, flight = pipe.execute()
         return Counters(
             int(total or 0),
@@ -155,28 +129,28 @@ class TriggerState:
         )
 
     def claim(self, submission_id: str) -> bool:
-        return bool(self.r.set(f"{self.k}:in_flight", submission_id, nx=True))
+        return bool(self.r.set(self.keys.training("in_flight"), submission_id, nx=True))
 
     def started(self, request: TrainingRequest) -> None:
         pipe = self.r.pipeline(transaction=True)
-        pipe.set(f"{self.k}:labels_at_last", request.labels_total)
-        pipe.set(f"{self.k}:last_started_at", request.created_at)
-        pipe.delete(f"{self.k}:recent")  # the next disagreement share is about the new model
-        pipe.rpush(f"{self.k}:history", json.dumps({"event": "submitted", **asdict(request)}))
+        pipe.set(self.keys.training("labels_at_last"), request.labels_total)
+        pipe.set(self.keys.training("last_started_at"), request.created_at)
+        pipe.delete(self.keys.training("recent"))  # the next disagreement share is about the new model
+        pipe.rpush(self.keys.training("history"), json.dumps({"event": "submitted", **request.to_dict()}))
         pipe.execute()
 
     def release(self, submission_id: str, outcome: str) -> None:
-        if self.r.get(f"{self.k}:in_flight") in (submission_id, submission_id.encode()):
-            self.r.delete(f"{self.k}:in_flight")
+        if self.r.get(self.keys.training("in_flight")) in (submission_id, submission_id.encode()):
+            self.r.delete(self.keys.training("in_flight"))
         self.r.rpush(
-            f"{self.k}:history",
+            self.keys.training("history"),
             json.dumps(
                 {"event": "finished", "submission_id": submission_id, "status": outcome, "at": time.time()}
             ),
         )
 
     def history(self) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.r.lrange(f"{self.k}:history", 0, -1)]
+        return [json.loads(x) for x in self.r.lrange(self.keys.training("history"), 0, -1)]
 
 
 def maybe_trigger(
@@ -199,7 +173,13 @@ def maybe_trigger(
     if not go:
         log.debug("no training: %s", why)
         return None
-    request = TrainingRequest(model_name, state.prefix, c.labels_total, why, created_at=now)
+    request = TrainingRequest(
+        model_name=model_name,
+        redis_prefix=state.prefix,
+        labels_total=c.labels_total,
+        reason=why,
+        created_at=now,
+    )
     if not state.claim(request.submission_id):
         return None  # another agent claimed it first
     try:

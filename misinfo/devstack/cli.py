@@ -6,7 +6,7 @@ import json
 
 import click
 
-from misinfo.config import load_settings
+from core.config import load_settings
 
 
 def _stack():  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlparse
 
-from misinfo.config import Settings
+from core.config import Settings
 
 
 def host_port(address: str, default_port: int) -> tuple[str, int]:

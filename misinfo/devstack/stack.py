@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from misinfo.config import Settings
+from core.config import Settings
 from misinfo.devstack.components import Component, components
 
 log = logging.getLogger(__name__)
@@ -125,27 +125,9 @@ class DevStack:
 
     def create_topics(self) -> None:
         """Create the configured topics (idempotent) with the configured partition count."""
-        from kafka.admin import KafkaAdminClient, NewTopic
-        from kafka.errors import TopicAlreadyExistsError
+        from core.kafka import create_topics, project_topics
 
-        s = self.settings
-        names = [s.topic_images, s.topic_verdicts, s.topic_feedback, s.topic_dead_letters, s.topic_control]
-        admin = KafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, client_id="misinfo-dev")
-        try:
-            existing = set(admin.list_topics())
-            # The control topic has one partition: every worker reads every model update in order.
-            new = [
-                NewTopic(n, 1 if n == s.topic_control else s.topic_partitions, 1)
-                for n in names
-                if n not in existing
-            ]
-            if new:
-                try:
-                    admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass
-        finally:
-            admin.close()
+        create_topics(self.settings.kafka_bootstrap, project_topics(self.settings), client_id="misinfo-dev")
 
     def down(self, names: list[str] | None = None, progress=print) -> None:  # type: ignore[no-untyped-def]
         """Stop every component this stack started: SIGTERM to its process group, SIGKILL after a wait."""

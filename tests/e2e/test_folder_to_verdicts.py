@@ -11,9 +11,10 @@ import pytest
 import redis
 from kafka import KafkaConsumer
 
+from core.contracts.verdicts import Verdict
+from core.keys import Keys
 from misinfo.devstack.stack import wait_for
 from misinfo.samples import write_samples
-from stream_workers.contracts import Verdict
 from tests.conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,7 @@ def test_folder_images_become_verdicts_in_redis_and_on_the_topic(settings, tiny_
     worker = start_cli(settings, "worker", log=tmp_path / "worker.log", MISINFO_MODEL_PATH=tiny_model)
     try:
         r = redis.Redis.from_url(settings.redis_url)
-        pattern = f"{settings.redis_prefix}:verdict:*"
+        pattern = Keys(settings.redis_prefix).pattern("verdict")
         try:
             wait_for(lambda: len(list(r.scan_iter(pattern))) >= n, 180, 0.5, "verdict records in Redis")
         except TimeoutError:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from core.contracts.verdicts import Label
 from misinfo.devstack.stack import wait_for
-from stream_workers.contracts import Label
 from tests.conftest import free_port, start_cli
 from tests.integration.test_moderation_api import add_user, consume, make_pair, seed
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from misinfo.config import load_settings
+from core.config import load_settings
 from misinfo.devstack.stack import _group_alive
 from tests.conftest import MISINFO, free_port
 

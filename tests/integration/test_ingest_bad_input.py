@@ -11,10 +11,10 @@ from xml.sax.saxutils import escape
 
 import pytest
 
+from core.contracts.images import DeadLetter, ImageEvent
 from ingest.cli import collector_kwargs
 from ingest.collectors.base import Backoff
 from ingest.collectors.rss import RssCollector
-from ingest.contracts import DeadLetter, ImageEvent
 from tests.integration.ingest_support import images
 from tests.integration.ingest_support.server import LocalServer, Reply, endless
 from tests.integration.ingest_support.topics import read_topic

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from ingest.contracts import ImageEvent
+from core.contracts.images import ImageEvent
 from misinfo.devstack.stack import wait_for
 from misinfo.samples import write_samples
 from tests.conftest import start_cli

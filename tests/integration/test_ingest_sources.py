@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from ingest.contracts import ImageEvent
+from core.contracts.images import ImageEvent
+from core.keys import Keys
 from tests.conftest import run_cli
 from tests.integration.ingest_support import apis, images
 from tests.integration.ingest_support.apis import reddit_post
@@ -102,7 +103,7 @@ def test_reddit_new_and_rising_with_galleries_and_crossposts_through_praw(settin
     import redis
 
     r = redis.Redis.from_url(settings.redis_url)
-    reach = r.smembers(f"{settings.redis_prefix}:sightings:{evs['t3_a1'].image_id}")
+    reach = r.smembers(Keys(settings.redis_prefix).sightings(evs["t3_a1"].image_id))
     assert reach == {b"reddit:t3_a1", b"reddit:t3_a4"}  # the crosspost counts as a sighting
 
 

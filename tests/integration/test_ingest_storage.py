@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from ingest.blobstore import BlobNotFound, read_blob
-from ingest.cli import build_ingestor
-from ingest.contracts import DeadLetter, ImageEvent
+from core.contracts.images import DeadLetter, ImageEvent
+from ingest.blobs import BlobNotFound, read_blob
+from ingest.factory import build_ingestor
 from ingest.pipeline import RawItem
 from ingest.publisher import Publisher, PublisherConfig
 from misinfo.devstack.stack import wait_for
@@ -51,7 +51,7 @@ def s3_endpoint(monkeypatch):  # type: ignore[no-untyped-def]
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(k, v)
-    from ingest.s3store import default_client
+    from ingest.blobs.s3 import default_client
 
     default_client.cache_clear()
     default_client().create_bucket(Bucket="misinfo-blobs")

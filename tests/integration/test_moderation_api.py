@@ -22,15 +22,16 @@ import pytest
 import redis.asyncio as aioredis
 from kafka import KafkaConsumer
 
-from ingest.blobstore import open_blob_store, sha256_hex
-from ingest.contracts import ImageEvent
+from core.config import Settings
+from core.contracts.base import utcnow
+from core.contracts.images import ImageEvent
+from core.contracts.verdicts import Label, Verdict
+from core.keys import Keys
+from ingest.blobs import open_blob_store, sha256_hex
 from ingest.etl import prepare
-from misinfo.config import Settings
 from misinfo.samples import scene
-from misinfo.schema import utcnow
-from stream_workers.contracts import Label, Verdict
-from stream_workers.moderation.app import create_app
-from stream_workers.moderation.service import Moderation
+from moderation.app import create_app
+from moderation.service import Moderation
 from stream_workers.sinks import RedisSink
 from tests.conftest import run_cli
 
@@ -103,7 +104,7 @@ async def seed(settings: Settings, pairs: list[tuple[ImageEvent, Verdict]]) -> l
     try:
         for event, _ in pairs:
             await r.sadd(
-                f"{settings.redis_prefix}:sightings:{event.image_id}",
+                Keys(settings.redis_prefix).sightings(event.image_id),
                 f"{event.source}:{event.source_item_id}",
             )
         await RedisSink(r, settings.redis_prefix).write(pairs)
@@ -223,7 +224,7 @@ async def test_tokens_are_stored_only_as_digests(client, settings, tokens):
     r = aioredis.Redis.from_url(settings.redis_url)
     try:
         dump = []
-        async for key in r.scan_iter(f"{settings.redis_prefix}:*"):
+        async for key in r.scan_iter(Keys(settings.redis_prefix).pattern()):
             kind = await r.type(key)
             if kind == b"hash":
                 dump.append(json.dumps({k.decode(): v.decode() for k, v in (await r.hgetall(key)).items()}))
@@ -292,7 +293,7 @@ async def test_queue_is_ordered_paged_and_filtered(client, settings, tokens):
 async def test_item_shows_verdict_event_sightings_and_image(client, settings, tokens):
     event, verdict = make_pair(settings, 11, text="a caption with <script>")
     r = aioredis.Redis.from_url(settings.redis_url)
-    await r.sadd(f"{settings.redis_prefix}:sightings:{event.image_id}", "folder:item-11", "reddit:t3_abc")
+    await r.sadd(Keys(settings.redis_prefix).sightings(event.image_id), "folder:item-11", "reddit:t3_abc")
     await r.aclose()
     await seed(settings, [(event, verdict)])
     h = bearer(tokens["viewer"])

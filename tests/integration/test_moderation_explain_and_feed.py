@@ -11,6 +11,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
+from core.keys import Keys
 from tests.conftest import run_cli
 from tests.integration.test_moderation_api import add_user, app_client, bearer, make_pair, seed
 
@@ -38,9 +39,9 @@ async def test_a_missing_explanation_is_generated_once_and_stored(settings, tiny
         assert item["verdict"]["label"] == "uncertain"  # explaining never changes the verdict
 
     r = redis.Redis.from_url(settings.redis_url)
-    record = r.hgetall(f"{settings.redis_prefix}:verdict:{image_id}")
+    record = r.hgetall(Keys(settings.redis_prefix).verdict(image_id))
     assert json.loads(record[b"verdict"])["explanation"] == text
-    explains = [e for _, e in r.xrange(f"{settings.redis_prefix}:audit") if e[b"action"] == b"explain"]
+    explains = [e for _, e in r.xrange(Keys(settings.redis_prefix).audit()) if e[b"action"] == b"explain"]
     assert len(explains) == 1  # generated once
 
 

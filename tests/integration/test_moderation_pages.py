@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from ingest.blobstore import sha256_hex
+from ingest.blobs import sha256_hex
 from tests.conftest import run_cli
 from tests.integration.test_moderation_api import add_user, app_client, image_bytes, make_pair, seed
 

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from kafka import KafkaConsumer
 
-from registry.contracts import ModelUpdate
+from core.contracts.models import ModelUpdate
 from registry.store import CHAMPION, RegistryStore
 from tests.conftest import run_cli
 

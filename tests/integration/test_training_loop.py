@@ -9,7 +9,6 @@ import io
 import json
 import signal
 import subprocess
-import sys
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -20,14 +19,15 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer
 
+from core.contracts.images import ImageEvent
+from core.contracts.models import ModelUpdate
+from core.contracts.verdicts import Label, Verdict
+from core.keys import Keys
 from detector.answer import CLASSES
-from ingest.blobstore import LocalBlobStore, sha256_hex
-from ingest.contracts import ImageEvent
+from ingest.blobs import LocalBlobStore, sha256_hex
 from misinfo.devstack.stack import wait_for
 from misinfo.samples import scene, write_samples
-from registry.contracts import ModelUpdate
 from registry.store import CHALLENGER, CHAMPION, RegistryStore
-from stream_workers.contracts import Label, Verdict
 from tests.conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ def judged_images(s, n: int = 6) -> list[tuple[str, str]]:  # type: ignore[no-un
             text="",
         )
         r.hset(
-            f"{s.redis_prefix}:verdict:{image_id}", mapping={"event": event.to_json(), "label": "uncertain"}
+            Keys(s.redis_prefix).verdict(image_id), mapping={"event": event.to_json(), "label": "uncertain"}
         )
         out.append((image_id, CLASSES[i % len(CLASSES)]))
     return out
@@ -99,51 +99,34 @@ def post_labels(s, items) -> None:  # type: ignore[no-untyped-def]
             verdict_model_version="0",
             note=f"moderator says {cls}",
         )
-        r.hset(f"{s.redis_prefix}:labels:{image_id}", "mod-1", label.to_json())
+        r.hset(Keys(s.redis_prefix).labels(image_id), "mod-1", label.to_json())
         producer.send(s.topic_feedback, key=image_id.encode(), value=label.to_json()).get(timeout=30)
     producer.close()
 
 
-def start_feedback_agent(s, log: Path) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
-    import os
-
-    fh = open(log, "ab")  # noqa: SIM115 - the child owns it
-    try:
-        return subprocess.Popen(
-            [sys.executable, "-m", "stream_workers.feedback"],
-            env={**os.environ, **s.env(), "RAY_AUTH_MODE": "disabled"},
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    finally:
-        fh.close()
+def start_watcher(s, log: Path) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    """The retrain watcher as its own process, as compose runs it (``misinfo train watch``)."""
+    return start_cli(s, "train", "watch", log=log, RAY_AUTH_MODE="disabled")
 
 
-def worker_runs_the_feedback_agent() -> bool:
-    import stream_workers.app
-
-    return "register_feedback_agent(app" in Path(stream_workers.app.__file__).read_text()
-
-
-def run_loop(s, tmp_path: Path, ray_address: str, agent_log: Path | None = None) -> tuple[str, str]:  # type: ignore[no-untyped-def]
-    """Post labels with a feedback agent running (the worker's, when ``agent_log`` is None and the
-    worker is running); wait for the Ray job it submits to end. Returns (submission id, status)."""
+def run_loop(s, tmp_path: Path, ray_address: str) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """Post labels with the retrain watcher running; wait for the Ray job it submits to end.
+    Returns (submission id, status)."""
     from ray.job_submission import JobSubmissionClient
 
-    agent = start_feedback_agent(s, agent_log) if agent_log is not None else None
-    log = agent_log or tmp_path / "worker.log"
+    log = tmp_path / "watcher.log"
+    agent = start_watcher(s, log)
     try:
         post_labels(s, judged_images(s))
         r = redis.Redis.from_url(s.redis_url)
-        history = f"{s.redis_prefix}:training:history"  # written once Ray has accepted the job
+        history = Keys(s.redis_prefix).training("history")  # written once Ray has accepted the job
         try:
             wait_for(lambda: r.llen(history) > 0, 120, 0.5, "the trigger to submit a training")
         except TimeoutError:
             pytest.fail(log.read_text()[-4000:])
         submitted = json.loads(r.lindex(history, 0))
         assert submitted["event"] == "submitted" and submitted["labels_total"] == 6
-        sid = r.get(f"{s.redis_prefix}:training:in_flight").decode()
+        sid = r.get(Keys(s.redis_prefix).training("in_flight")).decode()
         client = JobSubmissionClient(ray_address)
         terminal = {"SUCCEEDED", "FAILED", "STOPPED"}
         wait_for(lambda: str(client.get_job_status(sid).value) in terminal, 480, 1.0, f"Ray job {sid}")
@@ -152,9 +135,8 @@ def run_loop(s, tmp_path: Path, ray_address: str, agent_log: Path | None = None)
             pytest.fail(client.get_job_logs(sid)[-6000:])
         return sid, status
     finally:
-        if agent is not None:
-            agent.send_signal(signal.SIGTERM)
-            agent.wait(timeout=60)
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=60)
 
 
 def swaps(port: int) -> float:
@@ -171,7 +153,7 @@ def swaps(port: int) -> float:
 def verdict_versions(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
     r = redis.Redis.from_url(s.redis_url)
     out = {}
-    for key in r.scan_iter(f"{s.redis_prefix}:verdict:*"):
+    for key in r.scan_iter(Keys(s.redis_prefix).pattern("verdict")):
         raw = r.hget(key, "verdict")
         if raw is not None:
             out[key.decode().rsplit(":", 1)[1]] = Verdict.parse(raw).model_version
@@ -197,12 +179,11 @@ def test_labels_trigger_a_ray_training_that_is_registered_gated_and_promoted(
     settings, tiny_model, mlflow_uri, ray_address, tmp_path
 ):
     s = loop_settings(settings, tiny_model, mlflow_uri, gate_min_macro_f1=0.0, train_optimize="quick")
-    # A real worker serves the base model as version "0"; it also runs the feedback agent (when the
-    # worker app wires it in) and follows the control topic for hot swaps.
+    # A real worker serves the base model as version "0" and follows the control topic for hot swaps;
+    # the retrain watcher runs as its own process.
     worker = start_cli(s, "worker", log=tmp_path / "worker.log")
     try:
-        agent_log = None if worker_runs_the_feedback_agent() else tmp_path / "feedback.log"
-        sid, _ = run_loop(s, tmp_path, ray_address, agent_log)
+        sid, _ = run_loop(s, tmp_path, ray_address)
         try:
             wait_for(lambda: swaps(s.worker_web_port) >= 1, 180, 0.5, "the worker's hot swap")
         except TimeoutError:
@@ -266,7 +247,7 @@ def test_the_gate_refuses_a_worse_candidate_and_serving_does_not_change(
     champion = store.register(seed_run.info.run_id, tiny_model, tags={"gate": "passed"})
     store.set_alias(CHAMPION, champion.version)
 
-    run_loop(s, tmp_path, ray_address, agent_log=tmp_path / "feedback.log")
+    run_loop(s, tmp_path, ray_address)
 
     assert store.get_by_alias(CHAMPION).version == champion.version
     candidate = store.get_by_alias(CHALLENGER)
@@ -277,8 +258,8 @@ def test_the_gate_refuses_a_worse_candidate_and_serving_does_not_change(
     assert report["champion"]["n"] == report["candidate"]["n"] == report["held_out"]
     assert control_updates(s) == []
     assert (
-        json.loads(redis.Redis.from_url(s.redis_url).lrange(f"{s.redis_prefix}:training:history", 0, 0)[0])[
-            "event"
-        ]
+        json.loads(
+            redis.Redis.from_url(s.redis_url).lrange(Keys(s.redis_prefix).training("history"), 0, 0)[0]
+        )["event"]
         == "submitted"
     )

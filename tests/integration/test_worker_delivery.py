@@ -9,6 +9,7 @@ import signal
 import pytest
 import redis
 
+from core.keys import Keys
 from misinfo.devstack.stack import wait_for
 from tests.conftest import free_port, start_cli
 from tests.integration.worker_support import metric, publish_samples, verdict_ids
@@ -44,7 +45,7 @@ def test_worker_killed_mid_stream_and_restarted_loses_nothing(settings, tiny_mod
         _stop(second)
     r = redis.Redis.from_url(settings.redis_url)
     assert len(verdict_ids(settings)) == n
-    assert r.zcard(f"{settings.redis_prefix}:index:time") == n  # one entry per image, never two
+    assert r.zcard(Keys(settings.redis_prefix).index_time()) == n  # one entry per image, never two
 
 
 def test_two_workers_share_partitions_and_hand_over_without_loss(settings, tiny_model, tmp_path):

@@ -10,10 +10,11 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
+from core.contracts.models import ModelUpdate
+from core.contracts.verdicts import Verdict
+from core.keys import Keys
 from detector.tiny import build_tiny_checkpoint
 from misinfo.devstack.stack import wait_for
-from registry.contracts import ModelUpdate
-from stream_workers.contracts import Verdict
 from tests.conftest import start_cli
 from tests.integration.worker_support import metric, publish_samples, verdict_ids
 
@@ -24,7 +25,7 @@ def _versions(settings, ids) -> dict[str, str]:  # type: ignore[no-untyped-def]
     r = redis.Redis.from_url(settings.redis_url)
     out = {}
     for image_id in ids:
-        raw = r.hget(f"{settings.redis_prefix}:verdict:{image_id}", "verdict")
+        raw = r.hget(Keys(settings.redis_prefix).verdict(image_id), "verdict")
         out[image_id] = Verdict.parse(raw).model_version
     return out
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import redis
 
-from misinfo.config import Settings
+from core.config import Settings
+from core.keys import Keys
 from misinfo.samples import write_samples
 from tests.conftest import run_cli
 
@@ -22,7 +23,8 @@ def publish_samples(settings: Settings, folder: Path, n: int, seed: int) -> None
 def verdict_ids(settings: Settings) -> set[str]:
     r = redis.Redis.from_url(settings.redis_url)
     return {
-        k.decode().rsplit(":", 1)[1] for k in r.scan_iter(f"{settings.redis_prefix}:verdict:*", count=1000)
+        k.decode().rsplit(":", 1)[1]
+        for k in r.scan_iter(Keys(settings.redis_prefix).pattern("verdict"), count=1000)
     }
 
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from misinfo.config import env_names, load_settings
+from core.config import env_names, load_settings
 from stream_workers.metric_names import METRIC_NAMES, METRICS, all_series
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -8,18 +8,10 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from detector.tiny import build_tiny_checkpoint
-
-    # Under the session's base temp dir by a fixed name, so tests/unit/registry reuses the same build.
-    path = tmp_path_factory.getbasetemp() / "tiny-seed0"
-    return path if (path / "config.json").exists() else build_tiny_checkpoint(path, seed=0)
-
-
-@pytest.fixture(scope="session")
 def tiny_detector(tiny_ckpt: Path):  # type: ignore[no-untyped-def]
     """Shared, read-only: tests that need other thresholds build their own Detector around its parts."""
-    from detector.model import Detector, LoadOptions
+    from detector.model import Detector
+    from detector.options import LoadOptions
 
     return Detector.load(tiny_ckpt, LoadOptions(device="cpu", dtype="float32", attn_implementation="sdpa"))
 
@@ -27,7 +19,7 @@ def tiny_detector(tiny_ckpt: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def images():  # type: ignore[no-untyped-def]
     """Images of different sizes and aspect ratios (the processor resizes them into its pixel bounds)."""
-    from detector.bench import bench_images
+    from misinfo.samples import bench_images
 
     ims = bench_images(5, seed=3, min_side=40, max_side=200)
     from PIL import Image

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detector.model import Detector, LoadOptions
+from detector.model import Detector
+from detector.options import LoadOptions
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ import warnings
 import pytest
 import torch
 
-from detector.model import Detector, LoadOptions
+from detector.model import Detector
+from detector.options import LoadOptions
 from detector.profile import (
     PROFILE_SCHEMA,
     SCHEMA_VERSION,

@@ -23,15 +23,6 @@ from registry.optimize_cli import optimize as optimize_cmd
 
 
 @pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from detector.tiny import build_tiny_checkpoint
-
-    # The same path as tests/unit/detector's fixture: one build per session when both run.
-    path = tmp_path_factory.getbasetemp() / "tiny-seed0"
-    return path if (path / "config.json").exists() else build_tiny_checkpoint(path, seed=0)
-
-
-@pytest.fixture(scope="module")
 def mlflow_uri(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
     """One SQLite store for the module (creating its tables takes seconds)."""
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
@@ -39,7 +30,7 @@ def mlflow_uri(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def eval_dir(tmp_path_factory):  # type: ignore[no-untyped-def]
-    from detector.bench import bench_images
+    from misinfo.samples import bench_images
 
     root = tmp_path_factory.mktemp("eval")
     (root / "sub").mkdir()
@@ -131,8 +122,9 @@ def test_agreement_is_on_the_argmax_and_selection_respects_budget() -> None:
 
 
 def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, tmp_path, mlflow_uri) -> None:
-    from detector.model import Detector, LoadOptions
-    from detector.profile import FallbackWarning, read_profile
+    from detector.model import Detector
+    from detector.options import FallbackWarning, LoadOptions
+    from detector.profile import read_profile
 
     out = tmp_path / "prof" / "profile.json"
     cores = str(os.cpu_count() or 1)

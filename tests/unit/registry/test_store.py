@@ -5,7 +5,7 @@ import json
 import mlflow
 import pytest
 
-from registry.contracts import ModelUpdate
+from core.contracts.models import ModelUpdate
 from registry.promotion import PromotionError, promote, rollback
 from registry.store import CHALLENGER, CHAMPION, RegistryStore
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from stream_workers.contracts import Verdict
+from core.contracts.verdicts import Verdict
 from stream_workers.metric_names import METRIC_NAMES
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.processor import BatchStats

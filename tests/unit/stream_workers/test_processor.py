@@ -11,11 +11,12 @@ from datetime import UTC, datetime
 import pytest
 from PIL import Image
 
+from core.contracts.images import DeadLetter, ImageEvent
+from core.contracts.verdicts import Verdict
+from core.kafka import Topics
 from detector.model import Detection
-from ingest.blobstore import LocalBlobStore, sha256_hex
-from ingest.contracts import DeadLetter, ImageEvent
-from stream_workers.contracts import Verdict
-from stream_workers.processor import BatchProcessor, Topics
+from ingest.blobs import LocalBlobStore, sha256_hex
+from stream_workers.processor import BatchProcessor
 
 TOPICS = Topics(verdicts="v", dead_letters="dl")
 

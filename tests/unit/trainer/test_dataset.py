@@ -1,11 +1,11 @@
 import json
 from datetime import UTC, datetime, timedelta
 
+from core.contracts.verdicts import Label
 from misinfo.samples import scene
-from stream_workers.contracts import Label
 from trainer.data import conversation_record, read_records
 from trainer.dataset import (
-    Item,
+    LabeledImage,
     aggregate_labels,
     balance,
     build_dataset,
@@ -72,7 +72,7 @@ def test_build_writes_splits_and_a_versioned_manifest(tmp_path):
         recs.append(conversation_record(f"{i}.png", f"Verdict: {cls}\nReasons: seed {i}"))
     (src / "seed.json").write_text(json.dumps(recs))
     items = seed_items(src / "seed.json")
-    extra = Item(
+    extra = LabeledImage(
         items[0].image_id, "synthesized", "moderator overrides the seed", "labels", path=items[0].path
     )
     manifest = build_dataset([*items, extra], tmp_path / "ds", val_fraction=0.34, seed=3)

@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
-from trainer.trigger import Counters, TrainingRequest, TriggerPolicy, decide, maybe_trigger
+from core.contracts.training import TrainingRequest
+from trainer.trigger import Counters, TriggerPolicy, decide, maybe_trigger
 
 POLICY = TriggerPolicy(min_new_labels=10, disagreement_threshold=0.5, disagreement_window=4, cooldown_s=100)
 
@@ -27,10 +28,17 @@ def test_cooldown_and_in_flight_hold_a_training_back():
 
 
 def test_the_submission_id_is_derived_from_the_request():
-    a = TrainingRequest("m", "p", 50, "reason one", created_at=1.0)
-    b = TrainingRequest("m", "p", 50, "reason two", created_at=2.0)  # a retry of the same request
+    a = TrainingRequest(
+        model_name="m", redis_prefix="p", labels_total=50, reason="reason one", created_at=1.0
+    )
+    b = TrainingRequest(
+        model_name="m", redis_prefix="p", labels_total=50, reason="reason two", created_at=2.0
+    )  # a retry of the same request
     assert a.submission_id == b.submission_id
-    assert a.submission_id != TrainingRequest("m", "p", 51, "x").submission_id
+    assert (
+        a.submission_id
+        != TrainingRequest(model_name="m", redis_prefix="p", labels_total=51, reason="x").submission_id
+    )
     assert TrainingRequest.from_json(a.to_json()) == a
 
 
@@ -102,7 +110,7 @@ def test_a_failed_submission_releases_the_claim():
 
 
 def test_labels_have_a_stable_identity():
-    from stream_workers.contracts import Label
+    from core.contracts.verdicts import Label
 
     lb = Label(
         image_id="a" * 64,

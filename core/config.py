@@ -1,0 +1,214 @@
+"""Deployment settings, read from ``MISINFO_*`` environment variables once, at each entry point.
+
+Everything below the entry points takes explicit arguments; only CLI modules call :func:`load_settings`.
+The same variables serve the embedded stack and the production compose file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+PREFIX = "MISINFO_"
+
+
+class SecretStr(str):
+    """A string whose repr and str never show the value; call :meth:`reveal` to use it."""
+
+    def __new__(cls, value: str) -> SecretStr:
+        obj = super().__new__(cls, "**********" if value else "")
+        obj._value = value  # type: ignore[attr-defined]
+        return obj
+
+    def reveal(self) -> str:
+        return self._value  # type: ignore[attr-defined,no-any-return]
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"  # type: ignore[attr-defined]
+
+
+def _state_dir_default() -> str:
+    return str(Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "misinfo")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting, with its environment variable ``MISINFO_<NAME>`` (upper case)."""
+
+    state_dir: str = field(default_factory=_state_dir_default, metadata={"help": "pid, log and data files"})
+    kafka_bootstrap: str = field(default="127.0.0.1:19092", metadata={"help": "Kafka bootstrap servers"})
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL"})
+    mlflow_tracking_uri: str = field(default="http://127.0.0.1:15000", metadata={"help": "MLflow server"})
+    ray_address: str = field(
+        default="http://127.0.0.1:18265", metadata={"help": "Ray Jobs API (dashboard) URL"}
+    )
+    ray_gcs_port: int = field(default=16379, metadata={"help": "embedded Ray head's GCS port"})
+    blob_uri: str = field(
+        default="", metadata={"help": "blob store root (file:// or s3://); '' = state_dir/blobs"}
+    )
+    topic_images: str = field(default="misinfo.images", metadata={"help": "image events topic"})
+    topic_verdicts: str = field(default="misinfo.verdicts", metadata={"help": "verdicts topic"})
+    topic_feedback: str = field(default="misinfo.feedback", metadata={"help": "moderator labels topic"})
+    topic_dead_letters: str = field(default="misinfo.dead-letters", metadata={"help": "dead-letter topic"})
+    topic_control: str = field(default="misinfo.control", metadata={"help": "model update topic"})
+    topic_partitions: int = field(default=4, metadata={"help": "partitions when topics are created"})
+    redis_prefix: str = field(default="misinfo", metadata={"help": "key prefix in Redis"})
+    model_path: str = field(default="", metadata={"help": "local checkpoint or hub id; '' = tiny checkpoint"})
+    model_name: str = field(default="misinfo-detector", metadata={"help": "registered model name"})
+    model_version: str = field(default="0", metadata={"help": "version reported when not from the registry"})
+    adapter_path: str = field(default="", metadata={"help": "optional PEFT LoRA adapter directory"})
+    profile_path: str = field(default="", metadata={"help": "optional optimization profile JSON"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    # --- continuous training: retrain trigger, the Ray job, the evaluation gate (trainer/, registry/) ---
+    train_trigger: bool = field(default=True, metadata={"help": "the retrain watcher submits trainings"})
+    watcher_group: str = field(
+        default="misinfo-retrain-watcher",
+        metadata={"help": "retrain watcher's consumer group / Faust app id"},
+    )
+    train_min_new_labels: int = field(default=50, metadata={"help": "new labels that start a training"})
+    train_disagreement_threshold: float = field(
+        default=0.3, metadata={"help": "moderator-model disagreement share that starts a training"}
+    )
+    train_disagreement_window: int = field(default=100, metadata={"help": "last M labels for disagreement"})
+    train_cooldown_s: float = field(default=3600.0, metadata={"help": "least time between training starts"})
+    train_config: str = field(default="", metadata={"help": "training config YAML ('' = defaults)"})
+    train_overrides: str = field(
+        default="", metadata={"help": "training config overrides, section.key=value separated by ';'"}
+    )
+    train_seed_data: str = field(default="", metadata={"help": "seed data set (conversation JSON) to add"})
+    train_val_fraction: float = field(default=0.2, metadata={"help": "held-out share of labeled images"})
+    train_work_dir: str = field(
+        default="", metadata={"help": "training jobs' files ('' = state_dir/training)"}
+    )
+    train_python: str = field(default="", metadata={"help": "interpreter on the Ray cluster ('' = this one)"})
+    train_gpus: int = field(
+        default=-1, metadata={"help": "GPUs per training job (-1 = 1 if the cluster has any)"}
+    )
+    train_runtime_env: str = field(default="", metadata={"help": "extra Ray runtime_env as JSON"})
+    train_optimize: str = field(default="full", metadata={"help": "profile each candidate: full, quick, off"})
+    train_auto_promote: bool = field(
+        default=True, metadata={"help": "promote a candidate that passes the gate"}
+    )
+    gate_min_improvement: float = field(default=0.01, metadata={"help": "macro-F1 gain over the champion"})
+    gate_max_recall_drop: float = field(default=0.05, metadata={"help": "largest per-class recall drop"})
+    gate_min_macro_f1: float = field(default=0.5, metadata={"help": "absolute macro-F1 floor"})
+    worker_group: str = field(
+        default="misinfo-workers", metadata={"help": "worker consumer group / Faust app id"}
+    )
+    rebalance_timeout_s: float = field(
+        default=6.0, metadata={"help": "consumer-group rebalance timeout (a first join waits this long)"}
+    )
+    session_timeout_s: float = field(default=10.0, metadata={"help": "consumer-group session timeout"})
+    watcher_web_port: int = field(default=6067, metadata={"help": "retrain watcher's /metrics port"})
+    worker_web_port: int = field(default=6066, metadata={"help": "worker web server (metrics) port"})
+    max_batch: int = field(default=8, metadata={"help": "largest detection batch"})
+    max_wait_s: float = field(default=0.5, metadata={"help": "longest wait to fill a batch"})
+    uncertain_below: float = field(
+        default=0.5, metadata={"help": "top-class probability under which: uncertain"}
+    )
+    flag_threshold: float = field(default=0.5, metadata={"help": "P(manipulated)+P(synthesized) that flags"})
+    explain: str = field(default="none", metadata={"help": "explanations: flagged, none, on_demand"})
+    explain_max_tokens: int = field(default=64, metadata={"help": "cap on explanation tokens"})
+    max_download_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest image download"})
+    max_image_pixels: int = field(default=50_000_000, metadata={"help": "decompression-bomb bound"})
+    reddit_client_secret: SecretStr = field(default=SecretStr(""), metadata={"help": "Reddit app secret"})
+    x_bearer_token: SecretStr = field(default=SecretStr(""), metadata={"help": "X API bearer token"})
+    instagram_access_token: SecretStr = field(default=SecretStr(""), metadata={"help": "Instagram token"})
+    # --- ingest: collectors' targets and endpoints (CLI arguments override the lists) ---
+    reddit_client_id: str = field(default="", metadata={"help": "Reddit app client id"})
+    reddit_user_agent: str = field(
+        default="misinfo-watch/0.1 (image collector)", metadata={"help": "Reddit API user agent"}
+    )
+    reddit_subreddits: str = field(default="", metadata={"help": "comma-separated subreddits to watch"})
+    reddit_sort: str = field(default="new", metadata={"help": "Reddit listing: new, hot or rising"})
+    reddit_oauth_url: str = field(default="https://oauth.reddit.com", metadata={"help": "Reddit API URL"})
+    reddit_url: str = field(default="https://www.reddit.com", metadata={"help": "Reddit token URL"})
+    x_api_url: str = field(default="https://api.x.com", metadata={"help": "X API v2 base URL"})
+    x_queries: str = field(default="", metadata={"help": "X recent-search queries, separated by ';'"})
+    x_users: str = field(default="", metadata={"help": "comma-separated X usernames (timelines)"})
+    instagram_graph_url: str = field(
+        default="https://graph.facebook.com", metadata={"help": "Instagram Graph API base URL"}
+    )
+    instagram_api_version: str = field(default="v21.0", metadata={"help": "Graph API version"})
+    instagram_user_id: str = field(default="", metadata={"help": "IG business account id making the calls"})
+    instagram_hashtags: str = field(default="", metadata={"help": "comma-separated hashtags (recent media)"})
+    instagram_accounts: str = field(
+        default="", metadata={"help": "comma-separated IG business account ids whose media to read"}
+    )
+    rss_feeds: str = field(default="", metadata={"help": "comma-separated RSS/Atom feed URLs"})
+    web_pages: str = field(default="", metadata={"help": "comma-separated web page URLs to watch"})
+    fetch_allow: str = field(
+        default="",
+        metadata={"help": "private networks the fetcher may reach: CIDR or IP[:port], comma-separated"},
+    )
+    fetch_connect_timeout_s: float = field(default=5.0, metadata={"help": "fetch connect timeout"})
+    fetch_read_timeout_s: float = field(default=15.0, metadata={"help": "fetch timeout per socket read"})
+    fetch_total_timeout_s: float = field(default=60.0, metadata={"help": "fetch deadline per URL"})
+    fetch_max_redirects: int = field(default=5, metadata={"help": "redirects followed per URL"})
+    near_duplicate_distance: int = field(
+        default=4, metadata={"help": "phash Hamming distance that links near-duplicates (-1 = off)"}
+    )
+    collect_backoff_max_s: float = field(default=300.0, metadata={"help": "longest collector backoff"})
+
+    @property
+    def blob_root(self) -> str:
+        return self.blob_uri or str(Path(self.state_dir) / "blobs")
+
+    def isolated(self, name: str, **changes: Any) -> Settings:
+        """The same deployment with topics, consumer group and Redis prefix of its own (``<name>.images``,
+        group ``<name>``, keys under ``<redis_prefix>:<name>``): the demo, benchmarks and tests use it so
+        runs never see each other's data."""
+        return replace(
+            self,
+            topic_images=f"{name}.images",
+            topic_verdicts=f"{name}.verdicts",
+            topic_feedback=f"{name}.feedback",
+            topic_dead_letters=f"{name}.dead-letters",
+            topic_control=f"{name}.control",
+            redis_prefix=f"{self.redis_prefix}:{name}",
+            worker_group=name,
+            **changes,
+        )
+
+    def env(self) -> dict[str, str]:
+        """The settings as environment variables, secrets revealed: for child processes only, never logs."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[PREFIX + f.name.upper()] = value.reveal() if isinstance(value, SecretStr) else str(value)
+        return out
+
+
+def env_names() -> list[str]:
+    """Every environment variable the settings read (compose checks compare against this list)."""
+    return [PREFIX + f.name.upper() for f in fields(Settings)]
+
+
+def _coerce(raw: str, current: Any, name: str) -> Any:
+    try:
+        if isinstance(current, SecretStr):
+            return SecretStr(raw)
+        if isinstance(current, bool):
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r}: expected {type(current).__name__}") from exc
+    return raw
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings from ``environ`` (default ``os.environ``); keyword overrides win."""
+    environ = dict(os.environ if environ is None else environ)
+    base = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        key = PREFIX + f.name.upper()
+        if key in environ:
+            values[f.name] = _coerce(environ[key], getattr(base, f.name), f.name)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)

@@ -1,0 +1,378 @@
+"""The JSON API under ``/api`` (described at ``/api/openapi.json``).
+
+Authentication: ``Authorization: Bearer <token>`` (tokens from ``misinfo users add``), or the
+browser session cookie, which then needs the ``X-CSRF-Token`` header on every POST. No or a bad
+credential -> 401; a role below the route's -> 403. Roles: viewer (read), moderator (label, upload,
+explain), admin (users, audit).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+
+from core.contracts.images import ImageEvent
+from core.contracts.verdicts import HumanLabel, Label, Verdict
+from core.keys import Keys
+from ingest.blobs import BlobNotFound, read_blob
+from moderation.auth import ROLES, AuthError, Role, User, csrf_ok
+from moderation.explain import ExplainUnavailable
+from moderation.label_producer import FeedbackUnavailable
+from moderation.service import MAX_NOTE, Moderation
+from moderation.store import Item
+from moderation.uploads import UploadRejected
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "misinfo_session"
+IMAGE_ID = r"^[0-9a-f]{64}$"
+bearer = HTTPBearer(auto_error=False, description="an API token from `misinfo users add NAME --role ROLE`")
+
+
+def moderation(request: Request) -> Moderation:
+    return request.app.state.moderation  # type: ignore[no-any-return]
+
+
+class Unauthorized(HTTPException):
+    def __init__(self, detail: str) -> None:
+        super().__init__(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> User:
+    mod = moderation(request)
+    if request.headers.get("authorization"):
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("use Authorization: Bearer <token>")
+        user = await mod.users.by_token(credentials.credentials)
+        if user is None:
+            raise Unauthorized("unknown or revoked token")
+        return user
+    session = await mod.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is None:
+        raise Unauthorized("authentication required: Authorization: Bearer <token>")
+    if request.method not in {"GET", "HEAD", "OPTIONS"} and not csrf_ok(
+        session.csrf, request.headers.get("x-csrf-token")
+    ):
+        raise HTTPException(403, "missing or wrong X-CSRF-Token for a session request")
+    user = await mod.users.get(session.user)
+    if user is None:
+        raise Unauthorized("the session's user no longer exists")
+    return user
+
+
+def require(role: Role) -> Any:
+    async def check(user: Annotated[User, Depends(authenticate)]) -> User:
+        if not user.has(role):
+            raise HTTPException(403, f"needs role {role} or above (you are {user.role})")
+        return user
+
+    return Depends(check)
+
+
+Viewer = Annotated[User, require("viewer")]
+Moderator = Annotated[User, require("moderator")]
+Admin = Annotated[User, require("admin")]
+ImageId = Annotated[str, Field(pattern=IMAGE_ID)]
+
+
+# -- response and request models -------------------------------------------------------------------
+class QueueEntryOut(BaseModel):
+    image_id: str
+    priority: float
+    label: str
+    source: str
+    model_version: str
+    decided_at: float
+    flagged: bool
+    scores: dict[str, float]
+    text: str
+    url: str
+
+
+class QueueOut(BaseModel):
+    entries: list[QueueEntryOut]
+    total: int = Field(description="entries matching the filters")
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class ItemOut(BaseModel):
+    image_id: str
+    verdict: Verdict
+    event: ImageEvent | None
+    in_queue: bool
+    priority: float | None
+    labels: list[Label] = Field(description="the latest label of each moderator, oldest first")
+    disagreement: bool = Field(description="moderators gave different labels")
+    sightings: list[str] = Field(description="source:item pairs where ingest saw this image")
+    explanation: str = Field(description="empty until generated (POST .../explain)")
+    explanation_model_version: str | None
+    image_url: str
+
+
+class LabelIn(BaseModel):
+    label: HumanLabel
+    note: str = Field(default="", max_length=MAX_NOTE)
+
+
+class LabelOut(BaseModel):
+    label: Label
+    item: ItemOut
+
+
+class ExplanationOut(BaseModel):
+    image_id: str
+    explanation: str
+
+
+class UploadOut(BaseModel):
+    image_id: str = Field(description="sha256 of the uploaded bytes")
+    status: Literal["done", "pending"]
+    outcome: Literal["published", "duplicate"] = Field(
+        description="duplicate: these bytes were ingested before"
+    )
+    poll: str = Field(description="GET this until it answers 200")
+    item: ItemOut | None = None
+
+
+class UserIn(BaseModel):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    role: Role
+
+
+class UserOut(BaseModel):
+    name: str
+    role: Role
+    created_at: str
+
+
+class NewUserOut(UserOut):
+    token: str = Field(description="shown once; only its digest is stored")
+
+
+def item_out(item: Item) -> ItemOut:
+    return ItemOut(
+        image_id=item.image_id,
+        verdict=item.verdict,
+        event=item.event,
+        in_queue=item.in_queue,
+        priority=item.priority,
+        labels=item.labels,
+        disagreement=item.disagreement,
+        sightings=item.sightings,
+        explanation=item.explanation,
+        explanation_model_version=item.explanation_model_version,
+        image_url=f"/api/items/{item.image_id}/image",
+    )
+
+
+def check_image_id(image_id: str) -> str:
+    import re
+
+    if not re.fullmatch(IMAGE_ID, image_id):
+        raise HTTPException(404, "no such image (image ids are 64 lowercase hex digits)")
+    return image_id
+
+
+# -- routes ----------------------------------------------------------------------------------------
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no, unknown or revoked credential"},
+    403: {"description": "role too low, or a session POST without X-CSRF-Token"},
+}
+router = APIRouter(prefix="/api", responses=AUTH_RESPONSES)
+
+
+@router.get("/queue", response_model=QueueOut, summary="The review queue, highest priority first")
+async def get_queue(
+    request: Request,
+    user: Viewer,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 25,
+    source: str | None = None,
+    label: Literal["authentic", "manipulated", "synthesized", "uncertain"] | None = None,
+    model_version: str | None = None,
+) -> QueueOut:
+    page = await moderation(request).store.queue(
+        offset=offset, limit=limit, source=source or None, label=label, model_version=model_version or None
+    )
+    return QueueOut(
+        entries=[QueueEntryOut(**vars(e), url=f"/api/items/{e.image_id}") for e in page.entries],
+        total=page.total,
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if offset + limit < page.total else None,
+    )
+
+
+@router.get(
+    "/items/{image_id}",
+    response_model=ItemOut,
+    summary="One image: verdict, scores, explanation, labels, sightings",
+    responses={404: {"description": "no verdict for this image (yet)"}},
+)
+async def get_item(request: Request, image_id: str, user: Viewer) -> ItemOut:
+    item = await moderation(request).store.item(check_image_id(image_id))
+    if item is None:
+        raise HTTPException(404, "no verdict for this image (yet)")
+    return item_out(item)
+
+
+@router.get(
+    "/items/{image_id}/image",
+    summary="The image bytes",
+    response_class=Response,
+    responses={200: {"content": {"image/*": {}}}, 404: {"description": "no such image"}},
+)
+async def get_image(request: Request, image_id: str, user: Viewer) -> Response:
+    import asyncio
+
+    item = await moderation(request).store.item(check_image_id(image_id))
+    if item is None or item.event is None:
+        raise HTTPException(404, "no such image")
+    try:
+        data = await asyncio.get_running_loop().run_in_executor(None, read_blob, item.event.blob_uri)
+    except BlobNotFound:
+        raise HTTPException(404, "the image's blob is gone") from None
+    return Response(
+        data,
+        media_type=item.event.mime,
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.post(
+    "/items/{image_id}/label",
+    response_model=LabelOut,
+    summary="Label an image (moderator); it leaves the queue and goes to the feedback topic",
+    responses={404: {"description": "no verdict for this image"}, 503: {"description": "broker down"}},
+)
+async def post_label(request: Request, image_id: str, body: LabelIn, user: Moderator) -> LabelOut:
+    try:
+        lb, item = await moderation(request).label(check_image_id(image_id), user, body.label, body.note)
+    except KeyError:
+        raise HTTPException(404, "no verdict for this image") from None
+    except FeedbackUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+    return LabelOut(label=lb, item=item_out(item))
+
+
+@router.post(
+    "/items/{image_id}/explain",
+    response_model=ExplanationOut,
+    summary="The explanation of the verdict, generated now when missing (moderator)",
+    responses={404: {"description": "no verdict for this image"}, 503: {"description": "cannot explain"}},
+)
+async def post_explain(request: Request, image_id: str, user: Moderator) -> ExplanationOut:
+    try:
+        text = await moderation(request).explainer.explain(check_image_id(image_id))
+    except KeyError:
+        raise HTTPException(404, "no verdict for this image") from None
+    except ExplainUnavailable as exc:
+        raise HTTPException(503, f"no explanation: {exc}") from None
+    return ExplanationOut(image_id=image_id, explanation=text)
+
+
+@router.post(
+    "/uploads",
+    response_model=UploadOut,
+    status_code=202,
+    summary="Upload an image (moderator): the same ETL and stream as collected images",
+    responses={
+        200: {"model": UploadOut, "description": "the verdict arrived within `wait` seconds"},
+        202: {"model": UploadOut, "description": "accepted; poll GET /api/items/{image_id}"},
+        413: {"description": "larger than the download limit"},
+        422: {"description": "not a usable image (the detail says why)"},
+    },
+)
+async def post_upload(
+    request: Request,
+    user: Moderator,
+    file: Annotated[UploadFile, File(description="the image")],
+    caption: Annotated[str, Form(max_length=5000)] = "",
+    source_url: Annotated[str, Form(max_length=2000, description="where the image was seen")] = "",
+    wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for the verdict")] = 0.0,
+) -> Response:
+    mod = moderation(request)
+    limit = mod.settings.max_download_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"image larger than {limit} bytes")
+    try:
+        result = await mod.uploader.upload(data, user.name, caption, source_url)
+    except UploadRejected as exc:
+        raise HTTPException(422, f"not a usable image: {exc}") from None
+    poll = f"/api/items/{result.image_id}"
+    item = await mod.wait_for_item(result.image_id, wait) if wait else await mod.store.item(result.image_id)
+    out = UploadOut(
+        image_id=result.image_id,
+        status="done" if item else "pending",
+        outcome=result.outcome,  # type: ignore[arg-type]
+        poll=poll,
+        item=item_out(item) if item else None,
+    )
+    return JSONResponse(
+        out.model_dump(mode="json"), status_code=200 if item else 202, headers={"Location": poll}
+    )
+
+
+@router.get("/stats", summary="Throughput, queue size, agreement between moderators and with the model")
+async def get_stats(request: Request, user: Viewer) -> dict[str, Any]:
+    return await moderation(request).store.stats()
+
+
+@router.get("/audit", summary="The audit log, newest first (admin)")
+async def get_audit(
+    request: Request,
+    user: Admin,
+    count: Annotated[int, Query(ge=1, le=1000)] = 100,
+    image_id: str | None = None,
+) -> list[dict[str, str]]:
+    return await moderation(request).store.audit(count, image_id)
+
+
+@router.get("/users", response_model=list[UserOut], summary="Users and their roles (admin)")
+async def get_users(request: Request, user: Admin) -> list[UserOut]:
+    return [
+        UserOut(name=u.name, role=u.role, created_at=u.created_at)
+        for u in await moderation(request).users.list()
+    ]
+
+
+@router.post(
+    "/users",
+    response_model=NewUserOut,
+    status_code=201,
+    summary="Create a user (admin); the response holds its API token, shown once",
+    responses={409: {"description": "the user exists"}},
+)
+async def post_user(request: Request, body: UserIn, user: Admin) -> NewUserOut:
+    mod = moderation(request)
+    try:
+        token = await mod.users.add(body.name, body.role)
+    except AuthError as exc:
+        raise HTTPException(409, str(exc)) from None
+    await mod.redis.xadd(
+        Keys(mod.settings.redis_prefix).audit(),
+        {
+            "action": "user_add",
+            "user": body.name,
+            "role": body.role,
+            "by": user.name,
+            "at": datetime.now().timestamp(),
+        },
+    )
+    created = await mod.users.get(body.name)
+    assert created is not None
+    return NewUserOut(name=created.name, role=created.role, created_at=created.created_at, token=token)
+
+
+__all__ = ["ROLES", "SESSION_COOKIE", "authenticate", "router"]

@@ -1,0 +1,397 @@
+"""The review state in Redis as the moderation service reads and writes it.
+
+Reads what the worker's :class:`~stream_workers.sinks.RedisSink` writes (verdict records, indexes,
+the review queue, sightings). Owns these keys (``p`` = the Redis prefix):
+
+- ``{p}:labels:{image_id}``   hash moderator -> ``Label`` JSON (the latest label of each moderator);
+  its existence also keeps the worker from putting the image back into the queue on a replay
+- ``{p}:labeled``             zset image_id -> time of its latest label
+- ``{p}:label-events``        zset ``{image_id}:{moderator}:{n}`` -> time, for throughput
+- ``{p}:audit``               stream: one entry per label (and per explanation), never rewritten
+- ``{p}:skipped:{user}``      zset image_id -> time, what a moderator skipped (kept an hour)
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+from core.contracts.images import ImageEvent
+from core.contracts.verdicts import Label, Verdict
+from core.keys import Keys
+
+SKIP_TTL_S = 3600
+AUDIT_MAXLEN = 1_000_000  # approximate trim: the feedback topic is the durable log
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass
+class Item:
+    """Everything the item page and ``GET /api/items/{id}`` show about one image."""
+
+    image_id: str
+    verdict: Verdict
+    event: ImageEvent | None
+    in_queue: bool
+    priority: float | None
+    labels: list[Label]
+    sightings: list[str]
+    explanation: str
+    explanation_model_version: str | None
+
+    @property
+    def disagreement(self) -> bool:
+        """Moderators gave different labels to this image."""
+        return len({lb.label for lb in self.labels}) > 1
+
+
+@dataclass
+class QueueEntry:
+    image_id: str
+    priority: float
+    label: str
+    source: str
+    model_version: str
+    decided_at: float
+    flagged: bool
+    scores: dict[str, float] = field(default_factory=dict)
+    text: str = ""
+
+
+@dataclass
+class QueuePage:
+    entries: list[QueueEntry]
+    total: int  # entries matching the filters
+    offset: int
+    limit: int
+
+
+class ReviewStore:
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self.redis = redis  # redis.asyncio.Redis
+        self.keys = Keys(prefix)
+
+    # -- keys ---------------------------------------------------------------------------------------
+    def verdict_key(self, image_id: str) -> str:
+        return self.keys.verdict(image_id)
+
+    def labels_key(self, image_id: str) -> str:
+        return self.keys.labels(image_id)
+
+    @property
+    def review_key(self) -> str:
+        return self.keys.review()
+
+    # -- queue --------------------------------------------------------------------------------------
+    async def queue(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = 25,
+        source: str | None = None,
+        label: str | None = None,
+        model_version: str | None = None,
+        exclude: set[str] | None = None,
+        chunk: int = 500,
+    ) -> QueuePage:
+        """Queue entries, highest priority first, filtered; ``total`` counts every match.
+
+        Without filters a page is one ZREVRANGE. With filters the queue is walked in chunks (HMGET of
+        the three filter fields per image, pipelined); the queue holds only unlabeled flagged images,
+        so it stays small enough for that.
+        """
+        filtered = bool(source or label or model_version or exclude)
+        if not filtered:
+            total = int(await self.redis.zcard(self.review_key))
+            pairs = await self.redis.zrevrange(self.review_key, offset, offset + limit - 1, withscores=True)
+            entries = await self._entries([(_s(m), float(s)) for m, s in pairs])
+            return QueuePage(entries=entries, total=total, offset=offset, limit=limit)
+
+        matched: list[tuple[str, float]] = []
+        start = 0
+        while True:
+            pairs = await self.redis.zrevrange(self.review_key, start, start + chunk - 1, withscores=True)
+            if not pairs:
+                break
+            ids = [(_s(m), float(s)) for m, s in pairs]
+            pipe = self.redis.pipeline(transaction=False)
+            for image_id, _ in ids:
+                pipe.hmget(self.verdict_key(image_id), "source", "label", "model_version")
+            for (image_id, score), (src, lbl, ver) in zip(ids, await pipe.execute(), strict=True):
+                if exclude and image_id in exclude:
+                    continue
+                if source and (src is None or _s(src) != source):
+                    continue
+                if label and (lbl is None or _s(lbl) != label):
+                    continue
+                if model_version and (ver is None or _s(ver) != model_version):
+                    continue
+                matched.append((image_id, score))
+            start += chunk
+        page = matched[offset : offset + limit]
+        return QueuePage(entries=await self._entries(page), total=len(matched), offset=offset, limit=limit)
+
+    async def _entries(self, pairs: list[tuple[str, float]]) -> list[QueueEntry]:
+        if not pairs:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id, _ in pairs:
+            pipe.hmget(self.verdict_key(image_id), "verdict", "source", "event")
+        out = []
+        for (image_id, score), (raw_v, src, raw_e) in zip(pairs, await pipe.execute(), strict=True):
+            if raw_v is None:  # queued but its record is gone (expired or deleted): not reviewable
+                continue
+            v = Verdict.parse(raw_v)
+            text = ImageEvent.parse(raw_e).text if raw_e else ""
+            out.append(
+                QueueEntry(
+                    image_id=image_id,
+                    priority=score,
+                    label=v.label,
+                    source=_s(src) if src is not None else "",
+                    model_version=v.model_version,
+                    decided_at=v.decided_at.timestamp(),
+                    flagged=v.flagged,
+                    scores=v.scores,
+                    text=text[:200],
+                )
+            )
+        return out
+
+    async def facets(self) -> dict[str, list[str]]:
+        """Values the queue filters offer: sources with an index, labels, model versions in the queue."""
+        sources = sorted(
+            [
+                _s(k).rsplit(":", 1)[1]
+                async for k in self.redis.scan_iter(self.keys.pattern("index", "source"), count=500)
+            ]
+        )
+        ids = [_s(m) for m in await self.redis.zrevrange(self.review_key, 0, 999)]
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id in ids:
+            pipe.hget(self.verdict_key(image_id), "model_version")
+        versions = sorted({_s(v) for v in await pipe.execute() if v is not None})
+        return {
+            "source": sources,
+            "label": ["authentic", "manipulated", "synthesized", "uncertain"],
+            "model_version": versions,
+        }
+
+    async def next_for(self, user: str, after: str | None = None) -> str | None:
+        """The highest-priority queued image this user has not skipped lately (and not ``after``)."""
+        skipped = await self.skipped(user)
+        if after:
+            skipped.add(after)
+        start = 0
+        while True:
+            ids = [_s(m) for m in await self.redis.zrevrange(self.review_key, start, start + 99)]
+            if not ids:
+                return None
+            for image_id in ids:
+                if image_id not in skipped:
+                    return image_id
+            start += 100
+
+    async def skip(self, user: str, image_id: str) -> None:
+        key = self.keys.skipped(user)
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(key, {image_id: now})
+        pipe.zremrangebyscore(key, "-inf", now - SKIP_TTL_S)
+        pipe.expire(key, SKIP_TTL_S)
+        await pipe.execute()
+
+    async def skipped(self, user: str) -> set[str]:
+        key = self.keys.skipped(user)
+        return {_s(m) for m in await self.redis.zrangebyscore(key, time.time() - SKIP_TTL_S, "+inf")}
+
+    # -- items --------------------------------------------------------------------------------------
+    async def item(self, image_id: str) -> Item | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.verdict_key(image_id))
+        pipe.zscore(self.review_key, image_id)
+        pipe.hgetall(self.labels_key(image_id))
+        pipe.smembers(self.keys.sightings(image_id))
+        record, priority, labels, sightings = await pipe.execute()
+        if not record:
+            return None
+        rec = {_s(k): v for k, v in record.items()}
+        verdict = Verdict.parse(rec["verdict"])
+        event = ImageEvent.parse(rec["event"]) if "event" in rec else None
+        parsed = sorted((Label.parse(v) for v in labels.values()), key=lambda lb: lb.labeled_at)
+        explanation = verdict.explanation or _s(rec.get("explanation", b""))
+        return Item(
+            image_id=image_id,
+            verdict=verdict,
+            event=event,
+            in_queue=priority is not None,
+            priority=float(priority) if priority is not None else None,
+            labels=parsed,
+            sightings=sorted(_s(s) for s in sightings),
+            explanation=explanation,
+            explanation_model_version=_s(rec["explanation_model_version"])
+            if "explanation_model_version" in rec
+            else None,
+        )
+
+    async def exists(self, image_id: str) -> bool:
+        return bool(await self.redis.exists(self.verdict_key(image_id)))
+
+    async def save_explanation(self, image_id: str, text: str, model_version: str) -> None:
+        """Store an on-demand explanation in the verdict record (the JSON and a field of its own).
+
+        The separate field survives a replay, which rewrites the verdict JSON without it.
+        """
+        raw = await self.redis.hget(self.verdict_key(image_id), "verdict")
+        if raw is None:
+            return
+        verdict = Verdict.parse(raw).model_copy(update={"explanation": text})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(
+            self.verdict_key(image_id),
+            mapping={
+                "verdict": verdict.to_json(),
+                "explanation": text,
+                "explanation_model_version": model_version,
+            },
+        )
+        pipe.xadd(
+            self.keys.audit(),
+            {"action": "explain", "image_id": image_id, "model_version": model_version, "at": time.time()},
+            maxlen=AUDIT_MAXLEN,
+            approximate=True,
+        )
+        await pipe.execute()
+
+    # -- labels -------------------------------------------------------------------------------------
+    async def save_label(self, label: Label, previous: Label | None) -> None:
+        """Record a label that the feedback topic has acknowledged: labels hash, audit, queue exit."""
+        at = label.labeled_at.timestamp()
+        n = await self.redis.incr(self.keys.label_seq())
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self.labels_key(label.image_id), label.moderator_id, label.to_json())
+        pipe.zrem(self.review_key, label.image_id)
+        pipe.zadd(self.keys.labeled(), {label.image_id: at})
+        pipe.zadd(self.keys.label_events(), {f"{label.image_id}:{label.moderator_id}:{n}": at})
+        pipe.xadd(
+            self.keys.audit(),
+            {
+                "action": "label",
+                "image_id": label.image_id,
+                "moderator": label.moderator_id,
+                "label": label.label,
+                "previous": previous.label if previous else "",
+                "note": label.note,
+                "verdict_model_version": label.verdict_model_version or "",
+                "at": at,
+            },
+            maxlen=AUDIT_MAXLEN,
+            approximate=True,
+        )
+        await pipe.execute()
+
+    async def label_of(self, image_id: str, moderator: str) -> Label | None:
+        raw = await self.redis.hget(self.labels_key(image_id), moderator)
+        return Label.parse(raw) if raw is not None else None
+
+    async def audit(self, count: int = 100, image_id: str | None = None) -> list[dict[str, str]]:
+        """The latest audit entries, newest first (optionally of one image)."""
+        out: list[dict[str, str]] = []
+        last = "+"
+        while len(out) < count:
+            batch = await self.redis.xrevrange(self.keys.audit(), max=last, count=500)
+            if not batch:
+                break
+            for entry_id, fields in batch:
+                rec = {_s(k): _s(v) for k, v in fields.items()}
+                rec["id"] = _s(entry_id)
+                if image_id is None or rec.get("image_id") == image_id:
+                    out.append(rec)
+            if len(batch) < 500 or image_id is None:
+                break
+            last = "(" + _s(batch[-1][0])
+        return out[:count]
+
+    # -- stats --------------------------------------------------------------------------------------
+    async def stats(self, now: float | None = None, recent: int = 5000) -> dict[str, Any]:
+        """Throughput (verdicts and labels per hour, last 24 h), queue size, and agreement between
+        moderators and with the model over the ``recent`` most recently labeled images."""
+        now = time.time() if now is None else now
+        hour0 = int(now // 3600) * 3600
+        edges = [hour0 - 3600 * i for i in range(23, -1, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for start in edges:
+            pipe.zcount(self.keys.index_time(), start, f"({start + 3600}")
+        for start in edges:
+            pipe.zcount(self.keys.label_events(), start, f"({start + 3600}")
+        pipe.zcard(self.review_key)
+        pipe.zcount(self.keys.index_time(), now - 3600, "+inf")
+        pipe.zcount(self.keys.label_events(), now - 3600, "+inf")
+        pipe.zcard(self.keys.labeled())
+        pipe.zcard(self.keys.index_time())
+        out = await pipe.execute()
+        verdicts_h, labels_h = out[:24], out[24:48]
+        queue_size, verdicts_1h, labels_1h, labeled_images, verdicts_total = out[48:]
+
+        ids = [_s(m) for m in await self.redis.zrevrange(self.keys.labeled(), 0, recent - 1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id in ids:
+            pipe.hgetall(self.labels_key(image_id))
+            pipe.hget(self.verdict_key(image_id), "label")
+        rows = await pipe.execute()
+        per_moderator: Counter[str] = Counter()
+        confusion: Counter[tuple[str, str]] = Counter()  # (model label, human label)
+        model_agree = model_total = 0
+        pair_agree = pair_total = multi = disputed = 0
+        for labels_raw, model_label in zip(rows[0::2], rows[1::2], strict=True):
+            labels = [Label.parse(v) for v in labels_raw.values()]
+            ml = _s(model_label) if model_label is not None else None
+            for lb in labels:
+                per_moderator[lb.moderator_id] += 1
+                if ml is not None:
+                    confusion[(ml, lb.label)] += 1
+                    model_total += 1
+                    model_agree += ml == lb.label
+            if len(labels) > 1:
+                multi += 1
+                disputed += len({lb.label for lb in labels}) > 1
+                for a, b in combinations(labels, 2):
+                    pair_total += 1
+                    pair_agree += a.label == b.label
+        return {
+            "generated_at": now,
+            "queue_size": int(queue_size),
+            "verdicts_total": int(verdicts_total),
+            "labeled_images": int(labeled_images),
+            "verdicts_last_hour": int(verdicts_1h),
+            "labels_last_hour": int(labels_1h),
+            "throughput": [
+                {"hour_start": e, "verdicts": int(v), "labels": int(lb)}
+                for e, v, lb in zip(edges, verdicts_h, labels_h, strict=True)
+            ],
+            "labels_per_moderator": dict(sorted(per_moderator.items())),
+            "agreement": {
+                "window_images": len(ids),
+                "with_model": {
+                    "labels": model_total,
+                    "agree": model_agree,
+                    "rate": round(model_agree / model_total, 4) if model_total else None,
+                },
+                "between_moderators": {
+                    "images_with_several_labels": multi,
+                    "images_in_dispute": disputed,
+                    "pairs": pair_total,
+                    "agreeing_pairs": pair_agree,
+                    "rate": round(pair_agree / pair_total, 4) if pair_total else None,
+                },
+                "confusion": [
+                    {"model": m, "moderator": h, "count": c} for (m, h), c in sorted(confusion.items())
+                ],
+            },
+        }
