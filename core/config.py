@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from core.keys import Keys
+
 PREFIX = "MISINFO_"
 
 
@@ -167,7 +169,7 @@ class Settings:
             topic_feedback=f"{name}.feedback",
             topic_dead_letters=f"{name}.dead-letters",
             topic_control=f"{name}.control",
-            redis_prefix=f"{self.redis_prefix}:{name}",
+            redis_prefix=Keys(self.redis_prefix).scoped(name),
             worker_group=name,
             **changes,
         )

@@ -38,6 +38,10 @@ class Keys:
     def _k(self, *parts: object) -> str:
         return ":".join([self.prefix, *(str(p) for p in parts)])
 
+    def scoped(self, name: str) -> str:
+        """The prefix of a run of its own under this one (``{p}:{name}``): its keys never meet ours."""
+        return self._k(name)
+
     def pattern(self, *parts: object) -> str:
         """A SCAN pattern: ``pattern("verdict")`` matches every ``{p}:verdict:*``; no part: everything."""
         return self._k(*parts, "*")

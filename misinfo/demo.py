@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from core.config import load_settings
+from core.keys import Keys
 from misinfo.procs import run_misinfo, start_misinfo
 
 
@@ -84,7 +85,7 @@ def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
         consumer.close()
         flagged = sum(v.flagged for v in verdicts.values())
         say(
-            f"records in Redis under {settings.redis_prefix}:verdict:*, feed on topic {settings.topic_verdicts}"
+            f"records in Redis under {Keys(settings.redis_prefix).pattern('verdict')}, feed on topic {settings.topic_verdicts}"
         )
         summary = f"demo: {counts['published']} images, {len(verdicts)} verdicts, {flagged} flagged"
     finally:
