@@ -1,6 +1,6 @@
 """Optimization profiles: how to load and run the detector on one kind of device, as measured there.
 
-``misinfo optimize`` (registry/optimize.py) measures candidates and writes a profile; the detector
+``misinfo optimize`` (registry/optimize/) measures candidates and writes a profile; the detector
 applies it at load through :class:`~detector.model.LoadOptions` (``profile=``). The profile is a JSON
 document with a versioned schema (:data:`PROFILE_SCHEMA`, ``schema_version`` 1):
 

@@ -5,6 +5,7 @@ Nothing else in the project calls MLflow's registry API. A version's ``source`` 
 its model directory (a PEFT adapter with ``adapter_config.json`` or a full checkpoint with
 ``config.json``), which ``mlflow.artifacts.download_artifacts`` fetches; the evaluation report,
 dataset manifest and optimization profile are artifacts of the same run, their URIs kept as tags.
+:func:`resolve_model` turns a ``models:/<name>/<version|alias>`` reference into local paths.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detector.checkpoint import NotAModelDirectory, checkpoint_kind
+from detector.checkpoint import NotAModelDirectory, checkpoint_kind, model_location
 
 log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "misinfo.champion_history"  # registered-model tag: JSON list of past champions, oldest first
+REGISTRY_PREFIX = "models:/"
+
+
+class ModelRefError(RuntimeError):
+    """A ``models:/<name>/<version|alias>`` reference that is malformed or names nothing."""
 
 
 @dataclass(frozen=True)
@@ -192,3 +198,31 @@ class RegistryStore:
 
     def read_json(self, uri: str, dst: str | Path) -> dict[str, Any]:
         return json.loads(self.download(uri, dst).read_text())  # type: ignore[no-any-return]
+
+
+def resolve_model(
+    model: str, registry_uri: str | None, workdir: str | Path, base_model: str | None = None
+) -> tuple[str, str | None]:
+    """``(checkpoint path, adapter path or None)`` for a local path or ``models:/<name>/<version|alias>``.
+
+    A registry version's model directory is downloaded into ``workdir``; when it is a PEFT adapter,
+    the base checkpoint is ``base_model`` or the adapter's ``base_model_name_or_path``.
+    """
+    if not model.startswith(REGISTRY_PREFIX):
+        return model, None
+    name, _, ref = model[len(REGISTRY_PREFIX) :].partition("/")
+    if not name or not ref:
+        raise ModelRefError(
+            f"registry model must read {REGISTRY_PREFIX}<name>/<version or alias>, got {model!r}"
+        )
+    if not registry_uri:
+        raise ModelRefError(f"{model} needs a registry: --registry-uri (or MISINFO_MLFLOW_TRACKING_URI)")
+    store = RegistryStore(registry_uri, name)
+    info = store.get(ref) if ref.isdigit() else store.get_by_alias(ref)
+    if info is None:
+        raise ModelRefError(f"{name} has no version or alias {ref!r} in {registry_uri}")
+    local = store.download(info.source, Path(workdir) / f"{name}-v{info.version}")
+    base, adapter = model_location(local, base_model)
+    if not base:
+        raise ModelRefError(f"{model} is an adapter without a base model: pass --base-model")
+    return base, adapter

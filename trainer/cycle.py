@@ -89,11 +89,12 @@ def launch_training(config_path: Path, nproc: int, log_path: Path) -> None:
 
 
 def run_profile(settings: Settings, base: str, adapter: str | None, images: Path, out: Path) -> Path | None:
-    """``misinfo optimize`` for the candidate through registry.optimize's Python API."""
+    """``misinfo optimize`` for the candidate through the Python API of registry.optimize."""
     if settings.train_optimize == "off":
         return None
     from detector.profile import write_profile
-    from registry.optimize import Candidate, default_grid, optimize
+    from registry.optimize.candidates import Candidate, default_grid
+    from registry.optimize.choose import optimize
 
     device = settings.device
     if settings.train_optimize == "quick":

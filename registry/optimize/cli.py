@@ -80,21 +80,16 @@ def optimize(
     Prints progress on stderr and, last, one JSON line (profile path, choice, speed-up, agreement).
     """
     from detector.profile import write_profile
-    from registry.optimize import (
-        OptimizeError,
-        default_grid,
-        eval_images,
-        log_to_mlflow,
-        plot_candidates,
-        resolve_model,
-    )
-    from registry.optimize import optimize as run_optimize
+    from registry.optimize.candidates import OptimizeError, default_grid, eval_images
+    from registry.optimize.choose import optimize as run_optimize
+    from registry.optimize.report import log_to_mlflow, plot_candidates
+    from registry.store import REGISTRY_PREFIX, ModelRefError, resolve_model
 
     workdir = tempfile.mkdtemp(prefix="misinfo-optimize-")
     model_ref = model_path
     try:
         eval_images(eval_set, 1)  # refuse early, before any model is loaded
-        if model_path.startswith("models:/") and not (registry_uri or mlflow_uri):
+        if model_path.startswith(REGISTRY_PREFIX) and not (registry_uri or mlflow_uri):
             from core.config import load_settings
 
             registry_uri = load_settings().mlflow_tracking_uri
@@ -130,7 +125,7 @@ def optimize(
         )
         if model_ref != model_path:
             doc["model"]["registry"] = model_ref  # the downloaded copy is gone after this command
-    except OptimizeError as exc:
+    except (OptimizeError, ModelRefError) as exc:
         shutil.rmtree(workdir, ignore_errors=True)
         raise click.ClickException(str(exc)) from exc
     path = write_profile(doc, out)

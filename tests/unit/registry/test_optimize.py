@@ -10,16 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from registry.optimize import (
-    Candidate,
-    OptimizeError,
-    Result,
-    _compare,
-    _percentile,
-    default_grid,
-    eval_images,
-)
-from registry.optimize_cli import optimize as optimize_cmd
+from registry.optimize.candidates import Candidate, OptimizeError, default_grid, eval_images
+from registry.optimize.choose import compare
+from registry.optimize.cli import optimize as optimize_cmd
+from registry.optimize.measure import Result, percentile
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +83,9 @@ def test_default_cpu_grid_is_small_and_starts_with_the_baseline() -> None:
 
 def test_percentiles() -> None:
     values = [float(v) for v in range(1, 101)]
-    assert _percentile(values, 50) == pytest.approx(50.5)
-    assert _percentile(values, 99) == pytest.approx(99.01)
-    assert _percentile([3.0], 95) == 3.0
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile([3.0], 95) == 3.0
 
 
 def _result(cand: Candidate, probs, ips: float, mem: float = 100.0, fallbacks=()) -> Result:  # type: ignore[no-untyped-def]
@@ -111,13 +105,13 @@ def test_agreement_is_on_the_argmax_and_selection_respects_budget() -> None:
         _result(Candidate(batch_size=2), base, 450, fallbacks=["x"]),
         Result(Candidate(quantize_int8=True), "failed", error="boom"),
     ]
-    _compare(results, min_agreement=0.99, memory_budget_mb=1000)
+    compare(results, min_agreement=0.99, memory_budget_mb=1000)
     assert [r.eligible for r in results] == [True, True, False, False, False, False]
     assert results[1].metrics["label_agreement"] == 1.0
     assert results[1].metrics["max_score_diff"] == pytest.approx(0.1)
     assert results[2].metrics["label_agreement"] == 0.75 and "agreement" in results[2].why_not
     assert "budget" in results[3].why_not and "fell back" in results[4].why_not
-    _compare(results, min_agreement=0.75, memory_budget_mb=None)
+    compare(results, min_agreement=0.75, memory_budget_mb=None)
     assert [r.eligible for r in results] == [True, True, True, True, False, False]
 
 
@@ -198,8 +192,7 @@ def test_registry_versions_resolve_to_a_checkpoint_or_base_plus_adapter(
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForImageTextToText
 
-    from registry.optimize import resolve_model
-    from registry.store import RegistryStore
+    from registry.store import ModelRefError, RegistryStore, resolve_model
 
     uri = mlflow_uri
     store = RegistryStore(uri, "opt-test-model")
@@ -219,7 +212,7 @@ def test_registry_versions_resolve_to_a_checkpoint_or_base_plus_adapter(
     path, adapter = resolve_model(f"models:/opt-test-model/{lora.version}", uri, tmp_path / "dl2")
     assert path == str(tiny_ckpt) and (Path(adapter) / "adapter_config.json").exists()
     assert resolve_model(str(tiny_ckpt), None, tmp_path) == (str(tiny_ckpt), None)
-    with pytest.raises(OptimizeError, match="no version or alias"):
+    with pytest.raises(ModelRefError, match="no version or alias"):
         resolve_model("models:/opt-test-model/challenger", uri, tmp_path / "dl3")
-    with pytest.raises(OptimizeError, match="needs a registry"):
+    with pytest.raises(ModelRefError, match="needs a registry"):
         resolve_model("models:/opt-test-model/1", None, tmp_path)
