@@ -1,0 +1,1 @@
+../../../../compose/kafka/create-topics.sh

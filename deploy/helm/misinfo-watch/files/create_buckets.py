@@ -1,0 +1,1 @@
+../../../../compose/minio/create_buckets.py
