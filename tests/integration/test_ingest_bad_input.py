@@ -68,12 +68,12 @@ def test_bad_inputs_end_published_duplicate_or_dead_lettered(settings, tmp_path)
             "metadata": (
                 Reply(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"}),
                 "dead",
-                "169.254.169.254 is a link-local address",
+                "169.254.169.254 is not globally reachable (link-local)",
             ),
             "loopback": (
                 Reply(302, headers={"Location": internal.url("/admin")}),
                 "dead",
-                "127.0.0.1 is a loopback address",
+                "127.0.0.1 is not globally reachable (loopback)",
             ),
         }
         for name, (reply, _, _) in cases.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from email.utils import formatdate
 
 import pytest
@@ -16,6 +17,18 @@ from ingest.fetcher import (
     sniff_image,
 )
 from tests.integration.ingest_support import images
+
+
+@pytest.fixture
+def no_connections(monkeypatch):
+    """Classifying must never open a connection: any attempt fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a connection was attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_allow_list_entries():
@@ -33,20 +46,23 @@ def test_allow_list_entries():
     [
         ("127.0.0.1", "loopback"),
         ("169.254.169.254", "link-local"),
-        ("10.0.0.8", "private"),
-        ("192.168.1.1", "private"),
+        ("10.0.0.8", "private-use"),
+        ("192.168.1.1", "private-use"),
         ("::1", "loopback"),
-        ("::ffff:127.0.0.1", "loopback"),
-        ("0.0.0.0", "unspecified"),
-        ("100.64.0.1", "not globally routable"),
+        ("::ffff:127.0.0.1", "IPv4-mapped form of 127.0.0.1: loopback"),
+        ("0.0.0.0", "this host on this network"),
+        ("100.64.0.1", "shared address space"),
+        ("192.0.0.8", "IPv4 dummy address"),  # public to Python 3.11's ipaddress
+        ("2002:7f00:1::1", "6to4 form of 127.0.0.1: loopback"),
+        ("fec0::1", "site-local"),
     ],
 )
-def test_guard_refuses_non_global_addresses(host, why):
+def test_guard_refuses_non_global_addresses(host, why, no_connections):
     with pytest.raises(AddressRefused, match=why):
         AddressGuard().permitted(host, 80)
 
 
-def test_guard_allows_listed_destinations_and_public_ones():
+def test_guard_allows_listed_destinations_and_public_ones(no_connections):
     assert AddressGuard(parse_allow("127.0.0.1:8080")).permitted("127.0.0.1", 8080) == [(2, "127.0.0.1")]
     with pytest.raises(AddressRefused):
         AddressGuard(parse_allow("127.0.0.1:8080")).permitted("127.0.0.1", 8081)
