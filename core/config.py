@@ -63,6 +63,30 @@ class Settings:
     adapter_path: str = field(default="", metadata={"help": "optional PEFT LoRA adapter directory"})
     profile_path: str = field(default="", metadata={"help": "optional optimization profile JSON"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    verdict_side: int = field(
+        default=448,
+        metadata={
+            "help": "images are resized to side x side px for a verdict (uniform batches), capped by the "
+            "checkpoint's processor bounds (tiny: 112); 0 = the processor's own resize"
+        },
+    )
+    verdict_keep_aspect: bool = field(
+        default=False,
+        metadata={"help": "keep aspect ratio: about side^2 px in a few shapes; batches are scored by shape"},
+    )
+    vision_attention: str = field(
+        default="auto",
+        metadata={
+            "help": "vision tower attention: auto (varlen on a GPU, else batched), varlen, batched, stock"
+        },
+    )
+    compile_blocks: str = field(
+        default="auto",
+        metadata={"help": "torch.compile vision blocks and decoder layers: auto (GPU), on, off"},
+    )
+    preprocess_on_device: bool = field(
+        default=False, metadata={"help": "run the image processor on the model's GPU (torchvision backend)"}
+    )
     # --- continuous training: retrain trigger, the Ray job, the evaluation gate (trainer/, registry/) ---
     train_trigger: bool = field(default=True, metadata={"help": "the retrain watcher submits trainings"})
     watcher_group: str = field(
@@ -106,6 +130,12 @@ class Settings:
     watcher_web_port: int = field(default=6067, metadata={"help": "retrain watcher's /metrics port"})
     worker_web_port: int = field(default=6066, metadata={"help": "worker web server (metrics) port"})
     max_batch: int = field(default=8, metadata={"help": "largest detection batch"})
+    worker_pipeline_depth: int = field(
+        default=3, metadata={"help": "batches in flight at once (prepare | model | write), acked in order"}
+    )
+    worker_stop_grace_s: float = field(
+        default=30.0, metadata={"help": "on stop, how long to let batches in flight finish"}
+    )
     max_wait_s: float = field(default=0.5, metadata={"help": "longest wait to fill a batch"})
     uncertain_below: float = field(
         default=0.5, metadata={"help": "top-class probability under which: uncertain"}
@@ -153,6 +183,30 @@ class Settings:
         default=4, metadata={"help": "phash Hamming distance that links near-duplicates (-1 = off)"}
     )
     collect_backoff_max_s: float = field(default=300.0, metadata={"help": "longest collector backoff"})
+    # --- the review service (moderation/): request limits, proxy trust, login throttling ---
+    moderation_max_body_bytes: int = field(
+        default=64 * 1024,
+        metadata={
+            "help": "largest request body of the review service outside uploads (JSON, forms, login); "
+            "an upload may carry MAX_DOWNLOAD_BYTES plus 64 KiB of form fields"
+        },
+    )
+    moderation_forwarded_allow_ips: str = field(
+        default="",
+        metadata={
+            "help": "proxies whose X-Forwarded-For/-Proto the review service believes: comma-separated "
+            "IPs or CIDRs; '' = none, loopback included"
+        },
+    )
+    login_backoff_after: int = field(
+        default=5, metadata={"help": "failed logins for one user name from one address before backoff"}
+    )
+    login_backoff_after_address: int = field(
+        default=30, metadata={"help": "failed logins from one address (any user names) before backoff"}
+    )
+    login_backoff_max_s: float = field(
+        default=900.0, metadata={"help": "longest login backoff (1 s, doubling with each further failure)"}
+    )
 
     @property
     def blob_root(self) -> str:

@@ -24,6 +24,18 @@ def ensure_model(settings: Settings) -> str:
     return str(path)
 
 
+def compile_blocks_option(value: str) -> bool | None:
+    """``MISINFO_COMPILE_BLOCKS``: auto -> None (on a GPU only), on/off (or true/false, 1/0) -> bool."""
+    v = value.strip().lower()
+    if v == "auto":
+        return None
+    if v in {"on", "true", "1", "yes"}:
+        return True
+    if v in {"off", "false", "0", "no"}:
+        return False
+    raise ValueError(f"MISINFO_COMPILE_BLOCKS={value!r}: expected auto, on or off")
+
+
 def load_detector(
     settings: Settings,
     *,
@@ -41,6 +53,11 @@ def load_detector(
         device=settings.device,
         adapter_path=adapter_path if adapter_path is not None else (settings.adapter_path or None),
         profile=profile if profile is not None else (settings.profile_path or None),
+        vision_attention=settings.vision_attention,
+        compile_blocks=compile_blocks_option(settings.compile_blocks),
+        verdict_side=settings.verdict_side,
+        keep_aspect=settings.verdict_keep_aspect,
+        preprocess_on_device=settings.preprocess_on_device,
     )
     return Detector.load(
         model_path or ensure_model(settings),

@@ -28,6 +28,18 @@ class LoadOptions:
     num_threads: int | None = None
     min_pixels: int | None = None
     max_pixels: int | None = None
+    # The vision tower's attention (detector.vision_attention): auto = varlen on a GPU in bf16/fp16,
+    # batched elsewhere; varlen, batched, stock (transformers' per-window path) as asked.
+    vision_attention: str = "auto"
+    # torch.compile(dynamic=True) of vision blocks' MLP/norms and decoder layers; None = on a GPU only.
+    compile_blocks: bool | None = None
+    # Verdict resolution (detector.resolution): side x side pixels, capped by the processor's bounds;
+    # 0 = the processor's own resize; keep_aspect = about side^2 pixels in a few aspect buckets.
+    verdict_side: int = 448
+    keep_aspect: bool = False
+    # Run the processor's torchvision backend on the model's device (a GPU) instead of the CPU.
+    preprocess_on_device: bool = False
+    # compile_backend: torch.compile backend ("inductor"; tests use "eager" to stay fast on a CPU).
     extra: dict[str, Any] = field(default_factory=dict)
     # An optimization profile (path or parsed JSON): its choice overrides dtype, attention, compile,
     # int8, merge and threads when it was measured on this device kind (or ``force_profile``).

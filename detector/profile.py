@@ -9,6 +9,10 @@ document with a versioned schema (:data:`PROFILE_SCHEMA`, ``schema_version`` 1):
 - ``machine``: where it was measured; ``device_kind`` decides whether it may be applied elsewhere;
 - ``libraries``: versions of torch, transformers, peft (and flash-attn when installed).
 
+A candidate's options may also name ``vision_attention`` (varlen, batched, stock, auto) and
+``compile_blocks`` (compiled vision blocks and decoder layers); both are optional, so profiles
+written before them still read, and then the loader's own defaults apply.
+
 Rules when applying: a profile measured on another device kind (``cpu:x86_64`` vs
 ``cuda:NVIDIA H100 80GB HBM3``) is not applied unless forced; an unreadable or invalid profile is not
 applied either. Both only warn: the detector still loads, with the options it was given.
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 DTYPES = ("float32", "bfloat16", "float16")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+VISION_ATTENTIONS = ("auto", "varlen", "batched", "stock")  # detector.vision_attention.CHOICES
 
 
 class ProfileError(ValueError):
@@ -53,6 +58,8 @@ _OPTIONS_SCHEMA: dict[str, Any] = {
         "merge_adapter": {"type": "boolean"},
         "batch_size": {"type": "integer", "minimum": 1},
         "num_threads": {"type": ["integer", "null"], "minimum": 1},
+        "vision_attention": {"enum": list(VISION_ATTENTIONS)},
+        "compile_blocks": {"type": ["boolean", "null"]},
     },
 }
 
@@ -314,11 +321,15 @@ def apply_profile(
         quantize_int8=chosen["quantize_int8"],
         merge_adapter=chosen["merge_adapter"] if options.adapter_path else options.merge_adapter,
         num_threads=chosen.get("num_threads") or options.num_threads,
+        vision_attention=chosen.get("vision_attention", options.vision_attention),
+        compile_blocks=chosen.get("compile_blocks", options.compile_blocks),
     )
     summary = {
         "profile_id": doc["profile_id"],
         "candidate": choice["id"],
         "batch_size": chosen["batch_size"],
         "device_kind": there,
+        "vision_attention": chosen.get("vision_attention"),
+        "compile_blocks": chosen.get("compile_blocks"),
     }
     return applied, summary

@@ -42,6 +42,10 @@ class ModelConfig:
     attn_implementation: str = _f("sdpa", "eager, sdpa or flash_attention_2")
     min_pixels: int = _f(0, "processor's smallest image area in pixels (0 = the checkpoint's)")
     max_pixels: int = _f(0, "processor's largest image area in pixels (0 = the checkpoint's)")
+    verdict_side: int = _f(
+        448, "images resized to side x side px as serving does (MISINFO_VERDICT_SIDE); 0 = processor's own"
+    )
+    keep_aspect: bool = _f(False, "keep aspect ratio, as serving with MISINFO_VERDICT_KEEP_ASPECT")
 
 
 @dataclass

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from detector.answer import QUESTION, format_answer, messages, parse_label
+from detector.resolution import Resolution, encode, for_processor
 from trainer.augment import Reshare
 
 IGNORE_INDEX = -100
@@ -111,10 +112,15 @@ class ConversationDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 
 
 class Collator:
-    """Batches (image, answer) into Qwen2.5-VL inputs with labels on the answer tokens only."""
+    """Batches (image, answer) into Qwen2.5-VL inputs with labels on the answer tokens only.
 
-    def __init__(self, processor: Any) -> None:
+    Images go through :func:`detector.resolution.encode` at ``resolution`` (default: serving's default,
+    capped by the processor's bounds), so training sees the pixels serving will judge.
+    """
+
+    def __init__(self, processor: Any, resolution: Resolution | None = None) -> None:
         self.processor = processor
+        self.resolution = for_processor(resolution or Resolution(), processor)
         self.tokenizer = processor.tokenizer
         self.prompt = processor.apply_chat_template(messages(), add_generation_prompt=True, tokenize=False)
         self.end = self.tokenizer.eos_token or "<|im_end|>"
@@ -131,9 +137,7 @@ class Collator:
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         texts = [self.prompt + b["answer"] + self.end for b in batch]
         self.tokenizer.padding_side = "right"
-        enc = self.processor(
-            text=texts, images=[b["image"] for b in batch], padding=True, return_tensors="pt"
-        )
+        enc = encode(self.processor, [b["image"] for b in batch], texts, self.resolution)
         labels = torch.full_like(enc["input_ids"], IGNORE_INDEX)
         for row, ids in enumerate(enc["input_ids"].tolist()):
             start = self.answer_start(ids)

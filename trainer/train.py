@@ -165,6 +165,7 @@ def run_training(cfg: Config, *, tracking_uri: str = "", base_model: str = "") -
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_utils import get_last_checkpoint
 
+    from detector.resolution import Resolution
     from trainer.augment import Reshare
     from trainer.data import Collator, ConversationDataset, read_records
 
@@ -223,7 +224,11 @@ def run_training(cfg: Config, *, tracking_uri: str = "", base_model: str = "") -
     mlflow = _start_mlflow(cfg, out, tracking_uri or cfg.tracking.mlflow_uri)
     callbacks = [_mlflow_callback(mlflow)] if mlflow else []
     trainer = Trainer(
-        model=model, args=args, train_dataset=train_ds, data_collator=Collator(processor), callbacks=callbacks
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        data_collator=Collator(processor, Resolution(cfg.model.verdict_side, cfg.model.keep_aspect)),
+        callbacks=callbacks,
     )
     resume = get_last_checkpoint(str(out)) if cfg.train.resume and any(out.glob("checkpoint-*")) else None
     if resume:
