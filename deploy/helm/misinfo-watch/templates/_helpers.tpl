@@ -93,7 +93,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* MISINFO_* names the chart sets itself: a `settings` map may not override them. */}}
 {{- define "misinfo.managedSettings" -}}
-{{- list "MISINFO_STATE_DIR" "MISINFO_KAFKA_BOOTSTRAP" "MISINFO_REDIS_URL" "MISINFO_REDIS_PREFIX" "MISINFO_MLFLOW_TRACKING_URI" "MISINFO_RAY_ADDRESS" "MISINFO_BLOB_URI" "MISINFO_TOPIC_IMAGES" "MISINFO_TOPIC_VERDICTS" "MISINFO_TOPIC_FEEDBACK" "MISINFO_TOPIC_DEAD_LETTERS" "MISINFO_TOPIC_CONTROL" "MISINFO_TOPIC_PARTITIONS" "MISINFO_MODEL_NAME" "MISINFO_LOG_LEVEL" "MISINFO_DEVICE" "MISINFO_MODEL_PATH" "MISINFO_PROFILE_PATH" "MISINFO_WORKER_GROUP" "MISINFO_WORKER_WEB_PORT" "MISINFO_MAX_BATCH" "MISINFO_MAX_WAIT_S" "MISINFO_EXPLAIN" "MISINFO_WATCHER_GROUP" "MISINFO_WATCHER_WEB_PORT" "MISINFO_TRAIN_MIN_NEW_LABELS" "MISINFO_TRAIN_COOLDOWN_S" "MISINFO_TRAIN_PYTHON" | toJson -}}
+{{- list "MISINFO_STATE_DIR" "MISINFO_KAFKA_BOOTSTRAP" "MISINFO_REDIS_URL" "MISINFO_REDIS_PREFIX" "MISINFO_MLFLOW_TRACKING_URI" "MISINFO_RAY_ADDRESS" "MISINFO_BLOB_URI" "MISINFO_TOPIC_IMAGES" "MISINFO_TOPIC_VERDICTS" "MISINFO_TOPIC_FEEDBACK" "MISINFO_TOPIC_DEAD_LETTERS" "MISINFO_TOPIC_CONTROL" "MISINFO_TOPIC_PARTITIONS" "MISINFO_MODEL_NAME" "MISINFO_LOG_LEVEL" "MISINFO_DEVICE" "MISINFO_MODEL_PATH" "MISINFO_PROFILE_PATH" "MISINFO_WORKER_GROUP" "MISINFO_WORKER_WEB_PORT" "MISINFO_MAX_BATCH" "MISINFO_MAX_WAIT_S" "MISINFO_EXPLAIN" "MISINFO_WATCHER_GROUP" "MISINFO_WATCHER_WEB_PORT" "MISINFO_TRAIN_MIN_NEW_LABELS" "MISINFO_TRAIN_COOLDOWN_S" "MISINFO_TRAIN_PYTHON" "MISINFO_MODERATION_FORWARDED_ALLOW_IPS" | toJson -}}
 {{- end -}}
 
 {{/* Secret settings (SecretStr in core/config.py): only through a component's secretEnv. */}}
@@ -113,7 +113,12 @@ app.kubernetes.io/component: {{ .component }}
 {{- fail (printf "%s.%s is a secret: put it in the Secret and name its key in the component's secretEnv" $.where $name) }}
 {{- end }}
 - name: {{ $name }}
+  {{- /* float64 from YAML prints 50000000 as 5e+07, which an int setting cannot parse */}}
+  {{- if and (kindIs "float64" $value) (eq $value (floor $value)) }}
+  value: {{ int64 $value | quote }}
+  {{- else }}
   value: {{ toString $value | quote }}
+  {{- end }}
 {{- end }}
 {{- end -}}
 
@@ -160,7 +165,7 @@ Order matters: REDIS_PASSWORD comes before MISINFO_REDIS_URL, which uses it thro
 - name: MISINFO_TOPIC_CONTROL
   value: {{ $ctx.Values.topics.control | quote }}
 - name: MISINFO_TOPIC_PARTITIONS
-  value: {{ $ctx.Values.topics.partitions | quote }}
+  value: {{ int64 $ctx.Values.topics.partitions | quote }}
 - name: MISINFO_MODEL_NAME
   value: {{ $ctx.Values.modelName | quote }}
 - name: MISINFO_LOG_LEVEL
