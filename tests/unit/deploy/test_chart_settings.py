@@ -53,13 +53,20 @@ REQUIRED_EVERYWHERE = frozenset(
 )
 # Per component (the pod's app.kubernetes.io/component), on top. MODEL_PATH: '' would load the tiny
 # random test checkpoint. The web ports: probes and Prometheus use them. Credentials: the collector
-# is useless without. TRAIN_PYTHON: the watcher's own interpreter path is right only by accident.
+# is useless without. TRAIN_PYTHON: the watcher's own interpreter path is right only by accident;
+# MODEL_PATH on the watcher: a training job gets the watcher's settings and fine-tunes that base.
 REQUIRED_BY_COMPONENT: dict[str, frozenset[str]] = {
     "worker": frozenset(
         {"MISINFO_DEVICE", "MISINFO_MODEL_PATH", "MISINFO_WORKER_GROUP", "MISINFO_WORKER_WEB_PORT"}
     ),
     "retrain-watcher": frozenset(
-        {"MISINFO_RAY_ADDRESS", "MISINFO_WATCHER_GROUP", "MISINFO_WATCHER_WEB_PORT", "MISINFO_TRAIN_PYTHON"}
+        {
+            "MISINFO_RAY_ADDRESS",
+            "MISINFO_WATCHER_GROUP",
+            "MISINFO_WATCHER_WEB_PORT",
+            "MISINFO_TRAIN_PYTHON",
+            "MISINFO_MODEL_PATH",
+        }
     ),
     "ray-gpu-worker": frozenset({"MISINFO_DEVICE"}),
     "collect-reddit": frozenset({"MISINFO_REDDIT_CLIENT_SECRET"}),

@@ -115,6 +115,25 @@ def test_each_worker_holds_one_gpu_and_has_time_to_finish_its_batch(values: str)
         assert len(pdbs) == 1 and pdbs[0]["spec"]["maxUnavailable"] == 1
 
 
+def test_shared_weights_reach_workers_and_training_at_the_model_path() -> None:
+    docs = resources("production")
+    model_path = env_of(worker_deployments(docs)[0])["MISINFO_MODEL_PATH"]
+    watcher = named(docs, "Deployment", "misinfo-misinfo-watch-retrain-watcher")
+    assert env_of(watcher)["MISINFO_MODEL_PATH"] == model_path, "training must fine-tune what serves"
+    (ray,) = by_kind(docs, "RayCluster")
+    pods = [d["spec"]["template"]["spec"] for d in worker_deployments(docs)]
+    pods += [g["template"]["spec"] for g in ray["spec"]["workerGroupSpecs"]]
+    for pod in pods:
+        mounts = {m["mountPath"]: m for m in pod["containers"][0]["volumeMounts"]}
+        mount = next(m for path, m in mounts.items() if model_path.startswith(path + "/"))
+        assert mount["readOnly"] is True
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert (
+            volume["persistentVolumeClaim"]["claimName"]
+            == values_for("production")["models"]["existingClaim"]
+        )
+
+
 def test_collectors_keep_cursors_on_a_claim_under_the_state_dir() -> None:
     docs = resources("production")
     collectors = [

@@ -222,6 +222,20 @@ Order matters: REDIS_PASSWORD comes before MISINFO_REDIS_URL, which uses it thro
 - {name: home, mountPath: /home/misinfo}
 {{- end -}}
 
+{{/* The weights on a shared claim (models.existingClaim), read-only, for workers and Ray GPU pods. */}}
+{{- define "misinfo.modelsMount" -}}
+{{- if .Values.models.existingClaim }}
+- {name: models, mountPath: /var/lib/misinfo/models, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{- define "misinfo.modelsVolume" -}}
+{{- if .Values.models.existingClaim }}
+- name: models
+  persistentVolumeClaim: {claimName: {{ .Values.models.existingClaim }}, readOnly: true}
+{{- end }}
+{{- end -}}
+
 {{- define "misinfo.podDefaults" -}}
 {{- with .Values.imagePullSecrets }}
 imagePullSecrets:
