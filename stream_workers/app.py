@@ -22,6 +22,7 @@ from core.kafka import Topics, make_faust_app
 from detector.loading import ensure_model, load_detector
 from stream_workers.control import ModelSwapper, follow_control_topic
 from stream_workers.metrics import WorkerMetrics
+from stream_workers.overlap import InOrderOverlap
 from stream_workers.processor import BatchProcessor
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
         decode_executor=ThreadPoolExecutor(
             max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode"
         ),
+        prepare_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare"),
     )
 
     def load_version(update: Any, resolved: dict[str, Any]) -> Any:
@@ -98,28 +100,42 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
     )
     app.misinfo = {"slot": slot, "processor": processor, "metrics": metrics, "swapper": swapper}  # type: ignore[attr-defined]
 
+    def batch_done(stats: Any) -> None:
+        metrics.observe_batch(stats)
+        log.info(
+            "batch size=%d verdicts=%d reused=%d flagged=%d dead=%d model_ms=%.1f version=%s",
+            stats.received,
+            stats.verdicts,
+            stats.reused,
+            stats.flagged,
+            stats.dead_letters,
+            stats.model_s * 1000,
+            slot().version,
+        )
+
+    def batch_crashed(exc: BaseException, size: int) -> None:
+        # Nothing of this batch (or any later one) is acked; exit hard so no commit moves past it and
+        # every batch in flight is redelivered after restart (crash-only, at-least-once).
+        log.error("unexpected error in a batch of %d; exiting without commit", size, exc_info=exc)
+        logging.shutdown()
+        os._exit(70)
+
     @app.agent(images, concurrency=1)  # concurrency > 1 can commit past unfinished work (faust #606)
     async def detect(stream: Any) -> None:
-        async for batch in stream.take(settings.max_batch, within=settings.max_wait_s):
-            try:
-                stats = await processor.process(list(batch))
-            except Exception:
-                # take() would ack this batch on the way out; exit hard so nothing is committed and
-                # the batch is redelivered after restart (crash-only, at-least-once).
-                log.exception("unexpected error in a batch of %d; exiting without commit", len(batch))
-                logging.shutdown()
-                os._exit(70)
-            metrics.observe_batch(stats)
-            log.info(
-                "batch size=%d verdicts=%d reused=%d flagged=%d dead=%d model_ms=%.1f version=%s",
-                stats.received,
-                stats.verdicts,
-                stats.reused,
-                stats.flagged,
-                stats.dead_letters,
-                stats.model_s * 1000,
-                slot().version,
-            )
+        # Batches overlap (prepare k+1 | score k | finish k-1) and are acked in order, only when done.
+        overlap = InOrderOverlap(
+            processor.process,
+            stream.ack,
+            depth=settings.worker_pipeline_depth,
+            on_done=batch_done,
+            on_crash=batch_crashed,
+        )
+        try:
+            async for events in stream.noack_take(settings.max_batch, within=settings.max_wait_s):
+                await overlap.submit(events)
+        finally:
+            # A clean stop finishes (and acks) what is in flight; what does not finish is redelivered.
+            await overlap.drain(timeout=settings.worker_stop_grace_s)
 
     @app.task
     async def follow_control() -> None:

@@ -6,6 +6,10 @@ Framework-free (the Faust agent only hands payloads in), so it is unit-testable.
   a dead letter with stage and reason; the rest of the batch still gets verdicts.
 - The model runs in one dedicated executor thread: the event loop keeps acking, committing and
   flushing while the model works.
+- A batch goes through three steps, so batches can overlap (``stream_workers/overlap.py``):
+  ``prepare`` (parse, known verdicts, blob reads and decodes, the detector's own preprocessing, all
+  off the model thread), ``score`` (the model thread), ``finish`` (Redis and the produced records).
+  While batch k is in the model, batch k+1 is prepared and batch k-1 finished.
 - ``process`` returns only after every sink write and every produced record is acknowledged; infra
   errors (Redis or broker down) are retried with backoff rather than raised, because Faust's
   ``stream.take()`` would ack a batch whose body raised. Offsets therefore move only past work
@@ -40,6 +44,18 @@ Send = Callable[[str, str, bytes], Awaitable[None]]  # (topic, key, value), retu
 
 
 @dataclass
+class PreparedBatch:
+    """A batch between its steps: what is decided already and what the model still has to judge."""
+
+    stats: BatchStats
+    detector: Any  # one model version for the whole batch (a hot swap affects the next batch)
+    done: list[tuple[ImageEvent, Verdict]]
+    dead: list[DeadLetter]
+    ready: list[tuple[ImageEvent, Image.Image]]
+    inputs: Any = None  # the detector's prepared model inputs; None: score() runs detect() itself
+
+
+@dataclass
 class BatchStats:
     received: int = 0
     verdicts: int = 0
@@ -65,6 +81,7 @@ class BatchProcessor:
         explain: str = "none",
         retry_backoff_s: tuple[float, float] = (0.2, 10.0),
         decode_executor: Executor | None = None,
+        prepare_executor: Executor | None = None,
     ) -> None:
         self.detector_ref = detector_ref  # returns the detector serving now (hot swaps replace it)
         self.sink = sink
@@ -74,11 +91,19 @@ class BatchProcessor:
         # Blob reads and decodes run image by image on their own pool (Pillow releases the GIL), so
         # they overlap each other and the event loop instead of queueing in the model's one thread.
         self.decode_executor = decode_executor or executor
+        # The detector's preprocessing (resize, patches) of batch k+1 runs here while batch k is in
+        # the model; one thread, so two batches never share the processor at once.
+        self.prepare_executor = prepare_executor or self.decode_executor
         self.max_pixels = max_pixels
         self.explain = explain
         self.retry_backoff_s = retry_backoff_s
 
     async def process(self, payloads: list[bytes]) -> BatchStats:
+        """The three steps in a row: returns once every write and record of the batch is acknowledged."""
+        return await self.finish(await self.score(await self.prepare(payloads)))
+
+    async def prepare(self, payloads: list[bytes]) -> PreparedBatch:
+        """Parse, reuse known verdicts, read and decode blobs, and run the detector's preprocessing."""
         stats = BatchStats(received=len(payloads))
         detector = self.detector_ref()  # one model version for the whole batch
         version = str(detector.version)
@@ -129,32 +154,52 @@ class BatchProcessor:
             else:
                 ready.append((ev, img_or_letter))
 
-        if ready:
-            started = time.perf_counter()
-            results = await loop.run_in_executor(self.executor, self._detect_isolating, detector, ready)
-            stats.model_s = time.perf_counter() - started
-            per_image_ms = stats.model_s * 1000.0
-            for (ev, _), res in zip(ready, results, strict=True):
-                if isinstance(res, DeadLetter):
-                    dead.append(res)
-                    continue
-                done.append(
-                    (
-                        ev,
-                        Verdict(
-                            image_id=ev.image_id,
-                            label=res.label,
-                            scores=res.scores,
-                            explanation=res.explanation,
-                            model_name=detector.name,
-                            model_version=version,
-                            profile_id=detector.profile_id,
-                            latency_ms=per_image_ms,
-                            flagged=res.flagged,
-                        ),
-                    )
+        batch = PreparedBatch(stats, detector, done, dead, ready)
+        prepare = getattr(detector, "prepare", None)
+        if ready and prepare is not None:
+            try:
+                batch.inputs = await loop.run_in_executor(
+                    self.prepare_executor, prepare, [img for _, img in ready]
                 )
+            except Exception as exc:  # noqa: BLE001 - score() isolates the bad image, image by image
+                log.warning("preparing a batch of %d failed (%s); scoring image by image", len(ready), exc)
+        return batch
 
+    async def score(self, batch: PreparedBatch) -> PreparedBatch:
+        """Run the model (its one thread) on what is left to judge; verdicts or dead letters."""
+        if not batch.ready:
+            return batch
+        detector = batch.detector
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        results = await loop.run_in_executor(self.executor, self._detect_isolating, detector, batch)
+        batch.stats.model_s = time.perf_counter() - started
+        per_image_ms = batch.stats.model_s * 1000.0
+        for (ev, _), res in zip(batch.ready, results, strict=True):
+            if isinstance(res, DeadLetter):
+                batch.dead.append(res)
+                continue
+            batch.done.append(
+                (
+                    ev,
+                    Verdict(
+                        image_id=ev.image_id,
+                        label=res.label,
+                        scores=res.scores,
+                        explanation=res.explanation,
+                        model_name=detector.name,
+                        model_version=str(detector.version),
+                        profile_id=detector.profile_id,
+                        latency_ms=per_image_ms,
+                        flagged=res.flagged,
+                    ),
+                )
+            )
+        return batch
+
+    async def finish(self, batch: PreparedBatch) -> BatchStats:
+        """Write the records and produce the verdicts and dead letters; returns once all are acked."""
+        done, dead, stats = batch.done, batch.dead, batch.stats
         await self._retry("redis write", lambda: self.sink.write(done))
         await self._retry("produce", lambda: self._publish(done, dead))
         now = datetime.now(UTC)
@@ -182,11 +227,14 @@ class BatchProcessor:
         except BadInput as exc:
             return _letter("decode", exc.reason, "BadInput", event=ev)
 
-    def _detect_isolating(self, detector: Any, ready: list[tuple[ImageEvent, Image.Image]]) -> list[Any]:
+    def _detect_isolating(self, detector: Any, batch: PreparedBatch) -> list[Any]:
         """Run the batch; if it fails, run each image alone so one bad image costs only itself."""
+        ready = batch.ready
         images = [img for _, img in ready]
         explain = self.explain == "flagged"
         try:
+            if batch.inputs is not None:
+                return list(detector.score(batch.inputs, explain=explain))
             return list(detector.detect(images, explain=explain))
         except Exception as batch_exc:  # noqa: BLE001 - isolate, then report per image
             log.warning("batch of %d failed (%s); isolating image by image", len(images), batch_exc)
