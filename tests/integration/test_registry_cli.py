@@ -9,9 +9,9 @@ import uuid
 
 import mlflow
 import pytest
-from kafka import KafkaConsumer
 
 from core.contracts.models import ModelUpdate
+from core.kafka import replay_consumer
 from registry.store import CHAMPION, RegistryStore
 from tests.conftest import run_cli
 
@@ -49,14 +49,7 @@ def test_promote_and_rollback_from_the_command_line(settings, mlflow_uri, tmp_pa
     refused = run_cli(s, "registry", "rollback")
     assert refused.returncode != 0 and "no earlier champion" in refused.stderr
 
-    consumer = KafkaConsumer(
-        s.topic_control,
-        bootstrap_servers=s.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=8000,
-    )
+    consumer = replay_consumer(s.kafka_bootstrap, s.topic_control, idle_s=8.0)
     updates = [(m.key.decode(), ModelUpdate.parse(m.value)) for m in consumer]
     consumer.close()
     assert [(k, u.version, u.alias) for k, u in updates] == [

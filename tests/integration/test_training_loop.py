@@ -17,11 +17,12 @@ from pathlib import Path
 import mlflow
 import pytest
 import redis
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from core.contracts.images import ImageEvent
 from core.contracts.models import ModelUpdate
 from core.contracts.verdicts import Label, Verdict
+from core.kafka import replay_consumer
 from core.keys import Keys
 from detector.answer import CLASSES
 from ingest.blobs import LocalBlobStore, sha256_hex
@@ -161,14 +162,7 @@ def verdict_versions(s) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 def control_updates(s, idle_s: float = 8.0) -> list[ModelUpdate]:  # type: ignore[no-untyped-def]
-    consumer = KafkaConsumer(
-        s.topic_control,
-        bootstrap_servers=s.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=int(idle_s * 1000),
-    )
+    consumer = replay_consumer(s.kafka_bootstrap, s.topic_control, idle_s=idle_s)
     try:
         return [ModelUpdate.parse(m.value) for m in consumer]
     finally:
