@@ -18,9 +18,9 @@ that no other module spells a key out.
 | ``{p}:labeled``, ``{p}:label-events``, ``{p}:label-seq`` | zsets / counter | review service | review service |
 | ``{p}:skipped:{user}`` | set | review service | review service |
 | ``{p}:audit`` | stream | review service, ``misinfo users`` | review service |
-| ``{p}:user:{name}``, ``{p}:users``, ``{p}:token:{digest}`` | hash / set / string | ``misinfo users``, review service | review service |
+| ``{p}:user:{name}``, ``{p}:users``, ``{p}:token:{digest}`` | hash (role, digests, credential generation) / set / string | ``misinfo users``, review service | review service |
 | ``{p}:session:{digest}`` | hash (TTL) | review service | review service |
-| ``{p}:login:ip:{addr}``, ``{p}:login:user:{name}`` | counters (TTL) | review service | review service |
+| ``{p}:login:address:{addr}``, ``{p}:login:pair:{name}:{addr}`` | hash: failures, blocked-until (TTL) | review service | review service |
 | ``{p}:training:{name}`` | counters, sets, lists of the retrain trigger | retrain watcher | watcher, trainer |
 """
 
@@ -100,11 +100,13 @@ class Keys:
     def session(self, digest: str) -> str:
         return self._k("session", digest)
 
-    def login_ip(self, client: str) -> str:
-        return self._k("login", "ip", client)
+    def login_address(self, client: str) -> str:
+        """Failed logins from one client address, whatever the user name (the login throttle)."""
+        return self._k("login", "address", client)
 
-    def login_user(self, name: str) -> str:
-        return self._k("login", "user", name)
+    def login_pair(self, client: str, name: str) -> str:
+        """Failed logins for one user name from one client address (the login throttle)."""
+        return self._k("login", "pair", name, client)
 
     # The retrain trigger's state.
     def training(self, *parts: object) -> str:

@@ -26,12 +26,13 @@ from moderation.explain import ExplainUnavailable
 from moderation.label_producer import FeedbackUnavailable
 from moderation.service import MAX_NOTE, Moderation
 from moderation.store import Item
-from moderation.uploads import UploadRejected
+from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "misinfo_session"
 IMAGE_ID = r"^[0-9a-f]{64}$"
+MAX_OFFSET = 1_000_000_000  # far past any real queue, and inside what Redis accepts as an index
 bearer = HTTPBearer(auto_error=False, description="an API token from `misinfo users add NAME --role ROLE`")
 
 
@@ -55,16 +56,14 @@ async def authenticate(
         if user is None:
             raise Unauthorized("unknown or revoked token")
         return user
-    session = await mod.sessions.get(request.cookies.get(SESSION_COOKIE))
-    if session is None:
+    found = await mod.session_user(request.cookies.get(SESSION_COOKIE))
+    if found is None:
         raise Unauthorized("authentication required: Authorization: Bearer <token>")
+    user, session = found
     if request.method not in {"GET", "HEAD", "OPTIONS"} and not csrf_ok(
         session.csrf, request.headers.get("x-csrf-token")
     ):
         raise HTTPException(403, "missing or wrong X-CSRF-Token for a session request")
-    user = await mod.users.get(session.user)
-    if user is None:
-        raise Unauthorized("the session's user no longer exists")
     return user
 
 
@@ -185,8 +184,12 @@ def check_image_id(image_id: str) -> str:
 
 # -- routes ----------------------------------------------------------------------------------------
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "no, unknown or revoked credential"},
+    401: {"description": "no, unknown or revoked credential (for a request with a body: before it is read)"},
     403: {"description": "role too low, or a session POST without X-CSRF-Token"},
+}
+BODY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a body that cannot be parsed (malformed multipart)"},
+    413: {"description": "a body over the route's limit (see the API description)"},
 }
 router = APIRouter(prefix="/api", responses=AUTH_RESPONSES)
 
@@ -195,7 +198,7 @@ router = APIRouter(prefix="/api", responses=AUTH_RESPONSES)
 async def get_queue(
     request: Request,
     user: Viewer,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 25,
     source: str | None = None,
     label: Literal["authentic", "manipulated", "synthesized", "uncertain"] | None = None,
@@ -253,7 +256,11 @@ async def get_image(request: Request, image_id: str, user: Viewer) -> Response:
     "/items/{image_id}/label",
     response_model=LabelOut,
     summary="Label an image (moderator); it leaves the queue and goes to the feedback topic",
-    responses={404: {"description": "no verdict for this image"}, 503: {"description": "broker down"}},
+    responses={
+        404: {"description": "no verdict for this image"},
+        503: {"description": "broker down"},
+        **BODY_RESPONSES,
+    },
 )
 async def post_label(request: Request, image_id: str, body: LabelIn, user: Moderator) -> LabelOut:
     try:
@@ -269,7 +276,11 @@ async def post_label(request: Request, image_id: str, body: LabelIn, user: Moder
     "/items/{image_id}/explain",
     response_model=ExplanationOut,
     summary="The explanation of the verdict, generated now when missing (moderator)",
-    responses={404: {"description": "no verdict for this image"}, 503: {"description": "cannot explain"}},
+    responses={
+        404: {"description": "no verdict for this image"},
+        503: {"description": "cannot explain"},
+        **BODY_RESPONSES,
+    },
 )
 async def post_explain(request: Request, image_id: str, user: Moderator) -> ExplanationOut:
     try:
@@ -289,6 +300,7 @@ async def post_explain(request: Request, image_id: str, user: Moderator) -> Expl
     responses={
         200: {"model": UploadOut, "description": "the verdict arrived within `wait` seconds"},
         202: {"model": UploadOut, "description": "accepted; poll GET /api/items/{image_id}"},
+        **BODY_RESPONSES,
         413: {"description": "larger than the download limit"},
         422: {"description": "not a usable image (the detail says why)"},
     },
@@ -297,8 +309,8 @@ async def post_upload(
     request: Request,
     user: Moderator,
     file: Annotated[UploadFile, File(description="the image")],
-    caption: Annotated[str, Form(max_length=5000)] = "",
-    source_url: Annotated[str, Form(max_length=2000, description="where the image was seen")] = "",
+    caption: Annotated[str, Form(max_length=MAX_CAPTION)] = "",
+    source_url: Annotated[str, Form(max_length=MAX_SOURCE_URL, description="where the image was seen")] = "",
     wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for the verdict")] = 0.0,
 ) -> Response:
     mod = moderation(request)
@@ -352,7 +364,7 @@ async def get_users(request: Request, user: Admin) -> list[UserOut]:
     response_model=NewUserOut,
     status_code=201,
     summary="Create a user (admin); the response holds its API token, shown once",
-    responses={409: {"description": "the user exists"}},
+    responses={409: {"description": "the user exists"}, **BODY_RESPONSES},
 )
 async def post_user(request: Request, body: UserIn, user: Admin) -> NewUserOut:
     mod = moderation(request)

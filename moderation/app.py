@@ -10,10 +10,13 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from core.config import Settings
-from moderation import api, pages
+from moderation import api, apidocs, pages
+from moderation.gate import BodyTooLarge, Gate
 from moderation.service import Moderation
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,10 @@ Authenticate with `Authorization: Bearer <token>`; `misinfo users add NAME --rol
 token. Roles: **viewer** reads the queue, items and stats; **moderator** also labels, uploads and asks
 for explanations; **admin** also manages users and reads the audit log. No or a bad token gives 401,
 a role too low 403.
+
+Limits: a request body may carry at most `MISINFO_MODERATION_MAX_BODY_BYTES` (64 KiB), an upload
+`MISINFO_MAX_DOWNLOAD_BYTES` plus 64 KiB; a larger one gets 413, and an `/api` request with a body
+but no valid credential gets 401 before any of the body is read.
 """
 
 
@@ -40,7 +47,7 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         version="1",
         description=DESCRIPTION,
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by moderation.apidocs, without a CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -50,7 +57,10 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         moderation = Moderation(settings, aioredis.Redis.from_url(settings.redis_url))
     app.state.moderation = moderation
     app.include_router(api.router)
+    app.include_router(apidocs.router)
     app.include_router(pages.router)
+    # Inside the security headers (added after it, so outermost), so that its answers get them too.
+    app.add_middleware(Gate, moderation=lambda: app.state.moderation)
 
     @app.middleware("http")
     async def security_headers(
@@ -58,8 +68,6 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
     ) -> Response:
         request.state.nonce = secrets.token_urlsafe(16)
         response = await call_next(request)
-        if request.url.path == "/api/docs":  # Swagger UI loads its own scripts from a CDN
-            return response
         response.headers.setdefault(
             "Content-Security-Policy",
             f"default-src 'self'; script-src 'nonce-{request.state.nonce}'; style-src 'self' 'unsafe-inline'; "
@@ -74,20 +82,33 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
 
     @app.exception_handler(pages.LoginRequired)
     async def login_required(request: Request, exc: pages.LoginRequired) -> Response:
-        return RedirectResponse("/login?next=" + quote(exc.next_url, safe=""), status_code=303)
+        query = "next=" + quote(exc.next_url, safe="") + ("&error=session-ended" if exc.ended else "")
+        return RedirectResponse("/login?" + query, status_code=303)
+
+    async def error_page(request: Request, status: int, message: str) -> Response:
+        found = await app.state.moderation.session_user(request.cookies.get(api.SESSION_COOKIE))
+        user: Any = found[0] if found else None
+        csrf = found[1].csrf if found else ""
+        return pages.render(request, "error.jinja", status=status, user=user, csrf=csrf, message=message)
 
     @app.exception_handler(pages.PageForbidden)
     async def page_forbidden(request: Request, exc: pages.PageForbidden) -> Response:
-        mod = app.state.moderation
-        session = await mod.sessions.get(request.cookies.get(api.SESSION_COOKIE))
-        user: Any = await mod.users.get(session.user) if session else None
-        return pages.render(
-            request,
-            "error.jinja",
-            status=403,
-            user=user,
-            csrf=session.csrf if session else "",
-            message=exc.detail,
-        )
+        return await error_page(request, 403, exc.detail)
+
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Request, exc: BodyTooLarge) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, 413, headers=exc.headers)
+        response = await error_page(request, 413, exc.detail[0].upper() + exc.detail[1:] + ".")
+        response.headers["Connection"] = "close"
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        """The API's 422 as FastAPI writes it; a page's as a page naming the bad parameters."""
+        if request.url.path.startswith("/api/"):
+            return await request_validation_exception_handler(request, exc)
+        names = ", ".join(sorted({str(e["loc"][-1]) for e in exc.errors() if e.get("loc")}))
+        return await error_page(request, 422, f"Bad value for {names or 'the request'}: check the address.")
 
     return app

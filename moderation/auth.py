@@ -3,22 +3,27 @@
 Keys (``p`` = the Redis prefix):
 
 - ``{p}:users``                    set of user names
-- ``{p}:user:{name}``              hash: role, token_sha256, password (scrypt, optional), created_at
+- ``{p}:user:{name}``              hash: role, token_sha256, password (scrypt, optional), created_at,
+                                   generation (bumped by a new token, password or role)
 - ``{p}:token:{sha256}``           string: the user name owning the API token with that digest
-- ``{p}:session:{sha256}``         hash: user, csrf, created_at; expires (fixed lifetime)
-- ``{p}:login:ip:{addr}`` / ``{p}:login:user:{name}``  attempt counters of the current window
+- ``{p}:session:{sha256}``         hash: user, csrf, generation, created_at; expires (fixed lifetime)
+- ``{p}:login:pair:{name}:{addr}`` / ``{p}:login:address:{addr}``  failed logins: count, blocked-until
 
 Tokens are 32 random bytes (URL-safe base64); only their sha256 is stored, which is enough for
 secrets of that entropy (a KDF protects guessable passwords, not random tokens). Passwords, which
 people choose, are stored with scrypt. Session ids are stored hashed too, so a Redis dump yields no
-usable credential.
+usable credential. A session is valid only while its user's credential generation is the one it was
+created under: a new token, a new password or a new role ends every session of that user.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import math
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -43,6 +48,7 @@ class User:
     name: str
     role: Role
     created_at: str = ""
+    generation: int = 0  # of its credentials: sessions made under another one are void
 
     def has(self, role: Role) -> bool:
         """Whether this user's role is ``role`` or above (viewer < moderator < admin)."""
@@ -76,8 +82,23 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), key)
 
 
+# What a login for an unknown user, or for a user without a password, is checked against: the same
+# scrypt work as a real password (so the answer takes as long), and a key nothing derives to.
+DUMMY_PASSWORD_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${'00' * 16}${'00' * 32}"
+DUMMY_TOKEN_DIGEST = "0" * 64
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _user(name: str, fields: dict[str, str]) -> User:
+    return User(
+        name=name,
+        role=fields["role"],  # type: ignore[arg-type]
+        created_at=fields.get("created_at", ""),
+        generation=int(fields.get("generation") or 0),
+    )
 
 
 class UserStore:
@@ -117,8 +138,7 @@ class UserStore:
         raw = await self.redis.hgetall(self._user_key(name))
         if not raw:
             return None
-        fields = {_s(k): _s(v) for k, v in raw.items()}
-        return User(name=name, role=fields["role"], created_at=fields.get("created_at", ""))  # type: ignore[arg-type]
+        return _user(name, {_s(k): _s(v) for k, v in raw.items()})
 
     async def list(self) -> list[User]:
         names = sorted(_s(n) for n in await self.redis.smembers(self.keys.users()))
@@ -134,23 +154,32 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self._token_key(_s(old)))
         pipe.hset(self._user_key(name), "token_sha256", digest(token))
+        pipe.hincrby(self._user_key(name), "generation", 1)  # ends the user's sessions
         pipe.set(self._token_key(digest(token)), name)
         await pipe.execute()
         return token
 
     async def set_role(self, name: str, role: Role) -> None:
+        """Change the role; the user's sessions end (they were opened with the old role's rights)."""
         if role not in ROLES:
             raise AuthError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
         if not await self.redis.exists(self._user_key(name)):
             raise AuthError(f"no user {name!r}")
-        await self.redis.hset(self._user_key(name), "role", role)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._user_key(name), "role", role)
+        pipe.hincrby(self._user_key(name), "generation", 1)
+        await pipe.execute()
 
     async def set_password(self, name: str, password: str) -> None:
+        """Set the login password; the user's sessions end."""
         if not await self.redis.exists(self._user_key(name)):
             raise AuthError(f"no user {name!r}")
         if len(password) < 10:
             raise AuthError("a password needs at least 10 characters")
-        await self.redis.hset(self._user_key(name), "password", hash_password(password))
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(self._user_key(name), "password", hash_password(password))
+        pipe.hincrby(self._user_key(name), "generation", 1)
+        await pipe.execute()
 
     async def remove(self, name: str) -> None:
         """Delete the user, its token and every session of it."""
@@ -175,30 +204,33 @@ class UserStore:
         return await self.get(_s(name)) if name is not None else None
 
     async def check_login(self, name: str, secret: str) -> User | None:
-        """The user when ``secret`` is its password or its API token, else None."""
-        raw = await self.redis.hgetall(self._user_key(name))
-        if not raw:
-            return None
-        fields = {_s(k): _s(v) for k, v in raw.items()}
-        ok = False
-        if secret.startswith(TOKEN_PREFIX):
-            ok = hmac.compare_digest(digest(secret), fields.get("token_sha256", ""))
-        elif fields.get("password"):
-            import asyncio
+        """The user when ``secret`` is its password or its API token, else None.
 
+        The work does not depend on whether the user exists or has a password: a password-shaped
+        secret always costs one scrypt (against a dummy hash when there is nothing real to check),
+        a token-shaped one always one digest comparison. So the answer's timing tells nothing about
+        which names exist."""
+        raw = await self.redis.hgetall(self._user_key(name)) if name else {}
+        fields = {_s(k): _s(v) for k, v in raw.items()}
+        if secret.startswith(TOKEN_PREFIX):
+            ok = hmac.compare_digest(digest(secret), fields.get("token_sha256") or DUMMY_TOKEN_DIGEST)
+        else:
+            real = fields.get("password", "")
             # scrypt takes tens of milliseconds on purpose: keep it off the event loop.
             ok = await asyncio.get_running_loop().run_in_executor(
-                None, verify_password, secret, fields["password"]
+                None, verify_password, secret, real or DUMMY_PASSWORD_HASH
             )
-        if not ok:
+            ok = ok and bool(real)
+        if not ok or "role" not in fields:
             return None
-        return User(name=name, role=fields["role"], created_at=fields.get("created_at", ""))  # type: ignore[arg-type]
+        return _user(name, fields)
 
 
 @dataclass(frozen=True)
 class Session:
     user: str
     csrf: str
+    generation: int = 0  # the user's credential generation when the session was opened
 
 
 class SessionStore:
@@ -212,13 +244,19 @@ class SessionStore:
     def _key(self, sid: str) -> str:
         return self.keys.session(digest(sid))
 
-    async def create(self, user: str) -> tuple[str, Session]:
+    async def create(self, user: User) -> tuple[str, Session]:
         sid = secrets.token_urlsafe(32)
-        session = Session(user=user, csrf=secrets.token_urlsafe(32))
+        session = Session(user=user.name, csrf=secrets.token_urlsafe(32), generation=user.generation)
         key = self._key(sid)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(
-            key, mapping={"user": user, "csrf": session.csrf, "created_at": datetime.now(UTC).isoformat()}
+            key,
+            mapping={
+                "user": user.name,
+                "csrf": session.csrf,
+                "generation": user.generation,
+                "created_at": datetime.now(UTC).isoformat(),
+            },
         )
         pipe.expire(key, self.ttl_s)
         await pipe.execute()
@@ -231,41 +269,96 @@ class SessionStore:
         if not raw:
             return None
         fields = {_s(k): _s(v) for k, v in raw.items()}
-        return Session(user=fields["user"], csrf=fields["csrf"])
+        return Session(
+            user=fields["user"], csrf=fields["csrf"], generation=int(fields.get("generation") or 0)
+        )
 
     async def delete(self, sid: str | None) -> None:
         if sid:
             await self.redis.delete(self._key(sid))
 
 
-class LoginLimiter:
-    """Fixed-window limit on login attempts, per client address and per user name.
+@dataclass(frozen=True)
+class Throttled:
+    """A login refused before its credentials were checked: wait ``retry_after_s``."""
 
-    Every attempt counts (not only failures), so a password-spraying client is slowed as much as a
-    guesser; a successful login does not reset the window.
+    retry_after_s: int
+    scope: Literal["user-address", "address"]
+
+
+class LoginThrottle:
+    """Login throttling that an attacker cannot turn against a user.
+
+    Failures are counted per (user name, client address) and per client address. Up to ``after``
+    failures of a pair (``after_address`` of an address) cost nothing; each further one blocks that
+    pair (address) for 1 s, 2 s, 4 s, ... up to ``max_s``: exponential backoff, not a fixed lock.
+    A success clears its pair. Nothing is counted per user name alone, so wrong passwords typed for
+    a user from other addresses never block that user at a new address; and API requests with a
+    token are never throttled. A record is forgotten a day after its last failure.
     """
 
-    def __init__(self, redis: Any, prefix: str, max_attempts: int = 10, window_s: int = 900) -> None:
+    FORGET_S = 24 * 3600
+
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str,
+        *,
+        after: int = 5,
+        after_address: int = 30,
+        base_s: float = 1.0,
+        max_s: float = 900.0,
+    ) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
-        self.max_attempts = max_attempts
-        self.window_s = window_s
+        self.after = after
+        self.after_address = after_address
+        self.base_s = base_s
+        self.max_s = max_s
 
-    async def hit(self, client: str, name: str) -> int:
-        """Count one attempt; return 0 when allowed, else the seconds until the window ends."""
-        keys = [self.keys.login_ip(client), self.keys.login_user(name.lower()[:64])]
+    def _scopes(self, client: str, name: str) -> list[tuple[Literal["user-address", "address"], str, int]]:
+        return [
+            ("user-address", self.keys.login_pair(client, name.lower()[:64]), self.after),
+            ("address", self.keys.login_address(client), self.after_address),
+        ]
+
+    async def check(self, client: str, name: str, now: float | None = None) -> Throttled | None:
+        """Whether a login attempt may be checked now."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        scopes = self._scopes(client, name)
+        for _, key, _ in scopes:
+            pipe.hget(key, "until")
+        untils = await pipe.execute()
+        waits = [
+            (float(_s(u)) - now, scope)
+            for (scope, _, _), u in zip(scopes, untils, strict=True)
+            if u is not None
+        ]
+        waits = [(w, scope) for w, scope in waits if w > 0]
+        if not waits:
+            return None
+        wait, scope = max(waits)
+        return Throttled(max(1, math.ceil(wait)), scope)
+
+    async def failed(self, client: str, name: str, now: float | None = None) -> None:
+        """Count a failed attempt; past the free allowance, block the pair / address for a while."""
+        now = time.time() if now is None else now
+        scopes = self._scopes(client, name)
         pipe = self.redis.pipeline(transaction=True)
-        for key in keys:
-            pipe.incr(key)
-            pipe.expire(key, self.window_s, nx=True)
-        for key in keys:
-            pipe.ttl(key)
-        out = await pipe.execute()
-        counts = out[0:4:2]
-        ttls = out[4:]
-        if max(counts) > self.max_attempts:
-            return max(int(t) for t, c in zip(ttls, counts, strict=True) if c > self.max_attempts) or 1
-        return 0
+        for _, key, _ in scopes:
+            pipe.hincrby(key, "failures", 1)
+            pipe.expire(key, self.FORGET_S)
+        counts = (await pipe.execute())[0::2]
+        pipe = self.redis.pipeline(transaction=True)
+        for (_, key, free), count in zip(scopes, counts, strict=True):
+            if int(count) >= free:
+                delay = min(self.max_s, self.base_s * 2.0 ** min(int(count) - free, 30))
+                pipe.hset(key, "until", now + delay)
+        await pipe.execute()
+
+    async def succeeded(self, client: str, name: str) -> None:
+        await self.redis.delete(self.keys.login_pair(client, name.lower()[:64]))
 
 
 def csrf_ok(expected: str, given: str | None) -> bool:

@@ -23,11 +23,12 @@ T = TypeVar("T")
 )
 @click.option(
     "--forwarded-allow-ips",
-    default="127.0.0.1",
-    show_default=True,
-    help="proxies trusted for X-Forwarded-For/Proto (client address for the login limit, https cookies)",
+    default=None,
+    help="reverse proxies whose X-Forwarded-For/-Proto are believed (client address for the login "
+    "throttle, https for cookies): comma-separated IPs or CIDRs; default "
+    "MISINFO_MODERATION_FORWARDED_ALLOW_IPS, which is empty: no proxy, loopback included",
 )
-def moderate(port: int, host: str | None, forwarded_allow_ips: str) -> None:
+def moderate(port: int, host: str | None, forwarded_allow_ips: str | None) -> None:
     """Run the review service: queue, item and stats pages, and the JSON API under /api."""
     import uvicorn
 
@@ -37,14 +38,31 @@ def moderate(port: int, host: str | None, forwarded_allow_ips: str) -> None:
     if host is None:
         host = "127.0.0.1" if "127.0.0.1" in settings.kafka_bootstrap else "0.0.0.0"  # noqa: S104
     click.echo(f"review service on http://{host}:{port}/ (API: /api, OpenAPI: /api/openapi.json)", err=True)
-    uvicorn.run(
-        create_app(settings),
+    config = server_config(create_app(settings), settings, host, port, forwarded_allow_ips)
+    uvicorn.Server(config).run()
+
+
+def server_config(
+    app: Any, settings: Settings, host: str, port: int, forwarded_allow_ips: str | None = None, **extra: Any
+) -> Any:
+    """The uvicorn configuration of ``misinfo moderate`` (the tests serve the app with it too).
+
+    Proxy headers are read only from the proxies named (the option, else the setting); with none
+    named they are not read at all. uvicorn's own default would trust 127.0.0.1, which lets any
+    local process pick the address the login throttle sees."""
+    import uvicorn
+
+    trusted = settings.moderation_forwarded_allow_ips if forwarded_allow_ips is None else forwarded_allow_ips
+    trusted = ",".join(p.strip() for p in trusted.split(",") if p.strip())
+    return uvicorn.Config(
+        app,
         host=host,
         port=port,
         log_config=None,  # keep the logging that `misinfo` configured
-        proxy_headers=True,
-        forwarded_allow_ips=forwarded_allow_ips,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or None,
         access_log=True,
+        **extra,
     )
 
 

@@ -1,8 +1,9 @@
 """The HTML pages: login, queue, item (with keyboard labeling), upload, stats.
 
 Pages use a server-side session (cookie ``misinfo_session``, HttpOnly, SameSite=Lax); every form
-post carries the session's CSRF token, and the login form a double-submit token of its own. Login
-attempts are rate-limited per client address and per user name.
+post carries the session's CSRF token, and the login form a double-submit token of its own. Failed
+logins back off per (user name, client address) and per client address (see ``LoginThrottle``).
+Query parameters are validated: a bad one is a 422 page, never a 500.
 """
 
 from __future__ import annotations
@@ -11,21 +12,28 @@ import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
 import jinja2
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.keys import Keys
-from moderation.api import SESSION_COOKIE, check_image_id, moderation
+from moderation.api import IMAGE_ID, MAX_OFFSET, SESSION_COOKIE, check_image_id, moderation
 from moderation.auth import Role, Session, User, csrf_ok
 from moderation.label_producer import FeedbackUnavailable
-from moderation.uploads import UploadRejected
+from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected
 
 LOGIN_CSRF_COOKIE = "misinfo_login_csrf"
 KEYS = {"authentic": "a", "manipulated": "m", "synthesized": "s"}
+# The only messages /login?error=... shows: links carry a code, never text of their own.
+LOGIN_ERRORS = {
+    "session-ended": "Your session has ended (signed out elsewhere, or your credentials changed)."
+}
+# What a page shows after a label: "<image id>:<label>" (a skip shows nothing).
+DONE = Query(pattern=rf"^({IMAGE_ID[1:-1]}:(authentic|manipulated|synthesized))?$", max_length=100)
+MAX_SECRET = 1024  # longer than any token or sensible password; scrypt is not fed megabytes
 
 env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -37,8 +45,9 @@ env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.1f}%"
 
 
 class LoginRequired(Exception):
-    def __init__(self, next_url: str) -> None:
+    def __init__(self, next_url: str, ended: bool = False) -> None:
         self.next_url = next_url
+        self.ended = ended  # there was a session cookie, but its session is over
 
 
 class PageForbidden(Exception):
@@ -59,11 +68,12 @@ def secure(request: Request) -> bool:
 
 async def page_auth(request: Request, role: Role = "viewer") -> tuple[User, Session]:
     mod = moderation(request)
-    session = await mod.sessions.get(request.cookies.get(SESSION_COOKIE))
-    user = await mod.users.get(session.user) if session else None
-    if session is None or user is None:
+    sid = request.cookies.get(SESSION_COOKIE)
+    found = await mod.session_user(sid)
+    if found is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(target)
+        raise LoginRequired(target, ended=bool(sid))
+    user, session = found
     if not user.has(role):
         raise PageForbidden(f"This needs the role {role} or above; you are {user.role}.")
     return user, session
@@ -94,9 +104,14 @@ async def home() -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str = "/queue", error: str = "") -> Response:
+async def login_page(
+    request: Request,
+    next: Annotated[str, Query(max_length=2000)] = "/queue",
+    error: Annotated[str, Query(max_length=40)] = "",
+) -> Response:
     token = secrets.token_urlsafe(32)
-    resp = render(request, "login.jinja", login_csrf=token, next=safe_next(next), error=error)
+    message = LOGIN_ERRORS.get(error, "")  # a code; unknown ones show nothing
+    resp = render(request, "login.jinja", login_csrf=token, next=safe_next(next), error=message)
     resp.set_cookie(
         LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure(request), max_age=3600
     )
@@ -107,21 +122,30 @@ async def login_page(request: Request, next: str = "/queue", error: str = "") ->
 async def login(request: Request) -> Response:
     mod = moderation(request)
     form = await request.form()
-    name = str(form.get("name", "")).strip()
-    secret = str(form.get("secret", ""))
+    name = str(form.get("name", "")).strip()[:64]
+    secret = str(form.get("secret", ""))[:MAX_SECRET]
     nxt = safe_next(str(form.get("next", "")))
     if not csrf_ok(request.cookies.get(LOGIN_CSRF_COOKIE, ""), str(form.get("csrf", ""))):
         return _login_again(request, nxt, "The login form expired; please try again.", 403)
+    # The peer's address; a proxy's X-Forwarded-For only from MISINFO_MODERATION_FORWARDED_ALLOW_IPS.
     client = request.client.host if request.client else "unknown"
-    wait = await mod.limiter.hit(client, name)
-    if wait:
-        resp = _login_again(request, nxt, f"Too many login attempts; try again in {wait} seconds.", 429)
+    throttled = await mod.throttle.check(client, name)
+    if throttled:
+        wait = throttled.retry_after_s
+        why = (
+            "for this user name from your address"
+            if throttled.scope == "user-address"
+            else "from your address"
+        )
+        resp = _login_again(request, nxt, f"Too many failed logins {why}; try again in {wait} seconds.", 429)
         resp.headers["Retry-After"] = str(wait)
         return resp
     user = await mod.users.check_login(name, secret) if name and secret else None
     if user is None:
+        await mod.throttle.failed(client, name)
         return _login_again(request, nxt, "Unknown user or wrong password/token.", 401)
-    sid, _ = await mod.sessions.create(user.name)
+    await mod.throttle.succeeded(client, name)
+    sid, _ = await mod.sessions.create(user)
     resp = RedirectResponse(nxt, status_code=303)
     resp.set_cookie(
         SESSION_COOKIE, sid, httponly=True, samesite="lax", secure=secure(request), max_age=mod.sessions.ttl_s
@@ -151,16 +175,15 @@ async def logout(request: Request) -> Response:
 @router.get("/queue")
 async def queue_page(
     request: Request,
-    offset: int = 0,
-    limit: int = 25,
-    source: str = "",
-    label: str = "",
-    model_version: str = "",
-    done: str = "",
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 25,
+    source: Annotated[str, Query(max_length=200)] = "",
+    label: Annotated[str, Query(pattern="^(|authentic|manipulated|synthesized|uncertain)$")] = "",
+    model_version: Annotated[str, Query(max_length=200)] = "",
+    done: Annotated[str, DONE] = "",
 ) -> Response:
     user, session = await page_auth(request)
     mod = moderation(request)
-    offset, limit = max(0, offset), min(max(1, limit), 200)
     page = await mod.store.queue(
         offset=offset,
         limit=limit,
@@ -191,7 +214,7 @@ async def queue_page(
 
 
 @router.get("/items/{image_id}")
-async def item_page(request: Request, image_id: str, done: str = "") -> Response:
+async def item_page(request: Request, image_id: str, done: Annotated[str, DONE] = "") -> Response:
     user, session = await page_auth(request)
     mod = moderation(request)
     item = await mod.store.item(check_image_id(image_id))
@@ -266,7 +289,15 @@ async def next_page(request: Request) -> Response:
 @router.get("/upload")
 async def upload_page(request: Request) -> Response:
     user, session = await page_auth(request, "moderator")
-    return render(request, "upload.jinja", user=user, csrf=session.csrf, error="")
+    return render(
+        request,
+        "upload.jinja",
+        user=user,
+        csrf=session.csrf,
+        error="",
+        max_caption=MAX_CAPTION,
+        max_source_url=MAX_SOURCE_URL,
+    )
 
 
 @router.post("/upload")
@@ -275,21 +306,33 @@ async def upload_form(request: Request) -> Response:
     mod = moderation(request)
     upload = form.get("file")
     data = await upload.read(mod.settings.max_download_bytes + 1) if hasattr(upload, "read") else b""
+    caption, source_url = str(form.get("caption", "")), str(form.get("source_url", ""))
     error = ""
     if not data:
         error = "Choose an image file."
     elif len(data) > mod.settings.max_download_bytes:
         error = f"The file is larger than {mod.settings.max_download_bytes} bytes."
+    elif len(caption) > MAX_CAPTION:
+        error = f"The caption is longer than {MAX_CAPTION} characters."
+    elif len(source_url) > MAX_SOURCE_URL:
+        error = f"The URL is longer than {MAX_SOURCE_URL} characters."
     else:
         try:
-            result = await mod.uploader.upload(
-                data, user.name, str(form.get("caption", "")), str(form.get("source_url", ""))
-            )
+            result = await mod.uploader.upload(data, user.name, caption, source_url)
         except UploadRejected as exc:
             error = f"Not a usable image: {exc}"
         else:
             return RedirectResponse(f"/items/{result.image_id}", status_code=303)
-    return render(request, "upload.jinja", status=422, user=user, csrf=session.csrf, error=error)
+    return render(
+        request,
+        "upload.jinja",
+        status=422,
+        user=user,
+        csrf=session.csrf,
+        error=error,
+        max_caption=MAX_CAPTION,
+        max_source_url=MAX_SOURCE_URL,
+    )
 
 
 @router.get("/stats")

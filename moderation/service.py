@@ -10,7 +10,7 @@ from typing import Any
 
 from core.config import Settings
 from core.contracts.verdicts import Label
-from moderation.auth import LoginLimiter, SessionStore, User, UserStore
+from moderation.auth import LoginThrottle, Session, SessionStore, User, UserStore
 from moderation.explain import Explainer
 from moderation.label_producer import FeedbackPublisher
 from moderation.store import Item, ReviewStore
@@ -30,15 +30,21 @@ class Moderation:
         feedback: FeedbackPublisher | None = None,
         uploader: Uploader | None = None,
         explainer: Explainer | None = None,
-        login_attempts: int = 10,
-        login_window_s: int = 900,
+        login_backoff_base_s: float = 1.0,
     ) -> None:
         self.settings = settings
         self.redis = redis
         p = settings.redis_prefix
         self.users = UserStore(redis, p)
         self.sessions = SessionStore(redis, p)
-        self.limiter = LoginLimiter(redis, p, login_attempts, login_window_s)
+        self.throttle = LoginThrottle(
+            redis,
+            p,
+            after=settings.login_backoff_after,
+            after_address=settings.login_backoff_after_address,
+            base_s=login_backoff_base_s,
+            max_s=settings.login_backoff_max_s,
+        )
         self.store = ReviewStore(redis, p)
         self.feedback = feedback or FeedbackPublisher(settings.kafka_bootstrap, settings.topic_feedback)
         self.uploader = uploader or Uploader(settings)
@@ -52,6 +58,19 @@ class Moderation:
                 settings.max_image_pixels,
             )
         self.explainer = explainer
+
+    async def session_user(self, sid: str | None) -> tuple[User, Session] | None:
+        """The user and session behind a session cookie, while both are valid: the session exists,
+        its user exists, and the user's credentials have not changed since it was opened (a new
+        token, password or role ends every session; such a session is deleted here)."""
+        session = await self.sessions.get(sid)
+        if session is None:
+            return None
+        user = await self.users.get(session.user)
+        if user is None or user.generation != session.generation:
+            await self.sessions.delete(sid)
+            return None
+        return user, session
 
     async def label(self, image_id: str, user: User, label: str, note: str = "") -> tuple[Label, Item]:
         """Publish the label (acks=all), then record it; return it and the item as it is now.

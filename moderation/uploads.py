@@ -20,6 +20,10 @@ from ingest.exceptions import BadInput
 
 log = logging.getLogger(__name__)
 
+# One limit for the API and the upload form alike.
+MAX_CAPTION = 5000
+MAX_SOURCE_URL = 2000
+
 
 class UploadRejected(Exception):
     """The bytes are not a usable image (the reason says why)."""

@@ -20,12 +20,12 @@ from datetime import timedelta
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from kafka import KafkaConsumer
 
 from core.config import Settings
 from core.contracts.base import utcnow
 from core.contracts.images import ImageEvent
 from core.contracts.verdicts import Label, Verdict
+from core.kafka import replay_consumer
 from core.keys import Keys
 from ingest.blobs import open_blob_store, sha256_hex
 from ingest.etl import prepare
@@ -125,13 +125,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def consume(settings: Settings, topic: str, n: int, timeout_s: float = 20) -> list[tuple[bytes, bytes]]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=int(timeout_s * 1000),
-    )
+    consumer = replay_consumer(settings.kafka_bootstrap, topic, idle_s=timeout_s)
     out = []
     try:
         for msg in consumer:
@@ -146,7 +140,8 @@ def consume(settings: Settings, topic: str, n: int, timeout_s: float = 20) -> li
 @contextlib.asynccontextmanager
 async def app_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """The app on real Redis and broker, reached through httpx's ASGI transport."""
-    mod = Moderation(settings, aioredis.Redis.from_url(settings.redis_url), login_attempts=5)
+    # A long first backoff step: the rate-limit test must not outlast it on a slow machine.
+    mod = Moderation(settings, aioredis.Redis.from_url(settings.redis_url), login_backoff_base_s=60)
     app = create_app(settings, mod)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://review.test") as c:
         c.app = app  # type: ignore[attr-defined]
