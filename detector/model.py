@@ -170,7 +170,9 @@ class Detector:
         here falls back with a :class:`FallbackWarning` (listed in ``detector.load_report``). Compiled
         blocks are warmed up before this returns, so the first real batch runs at full speed.
         """
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
+
+        from detector.processor import load_processor
 
         started = time.perf_counter()
         opts = options or LoadOptions()
@@ -201,10 +203,7 @@ class Detector:
                 threads = cores
             torch.set_num_threads(threads)
 
-        proc_kwargs = {
-            k: v for k, v in (("min_pixels", opts.min_pixels), ("max_pixels", opts.max_pixels)) if v
-        }
-        processor = AutoProcessor.from_pretrained(str(path), **proc_kwargs)
+        processor = load_processor(path, opts.min_pixels, opts.max_pixels)
         try:
             model = AutoModelForImageTextToText.from_pretrained(
                 str(path), dtype=dtype, attn_implementation=attn

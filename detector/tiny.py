@@ -173,12 +173,9 @@ def tiny_config(tokenizer, real_size: bool = False):  # type: ignore[no-untyped-
 def build_tiny_checkpoint(path: str | Path, seed: int = 0, real_size: bool = False) -> Path:
     """Write a loadable random-weight Qwen2.5-VL checkpoint to ``path`` and return it."""
     import torch
-    from transformers import (
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-    )
-    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from detector.processor import build_processor, save_processor
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
@@ -188,16 +185,7 @@ def build_tiny_checkpoint(path: str | Path, seed: int = 0, real_size: bool = Fal
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.eval()
     lo, hi = (REAL_MIN_PIXELS, REAL_MAX_PIXELS) if real_size else (TINY_MIN_PIXELS, TINY_MAX_PIXELS)
-    image_processor = Qwen2VLImageProcessor(
-        min_pixels=lo, max_pixels=hi, patch_size=14, merge_size=2, temporal_patch_size=2
-    )
-    video_processor = Qwen2VLVideoProcessor(patch_size=14, merge_size=2, temporal_patch_size=2)
-    processor = Qwen2_5_VLProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        video_processor=video_processor,
-        chat_template=CHAT_TEMPLATE,
-    )
+    processor = build_processor(tokenizer, CHAT_TEMPLATE, lo, hi)
     model.save_pretrained(out, safe_serialization=True)
-    processor.save_pretrained(out)
+    save_processor(processor, out)
     return out
