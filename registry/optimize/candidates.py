@@ -27,6 +27,10 @@ class Candidate:
     merge_adapter: bool = False
     batch_size: int = 8
     num_threads: int | None = None
+    # The vision tower's attention (detector.vision_attention) and compiled blocks; the defaults are
+    # transformers' own path and no compile, so the baseline stays the unoptimized model.
+    vision_attention: str = "stock"
+    compile_blocks: bool = False
 
     @property
     def id(self) -> str:
@@ -41,6 +45,10 @@ class Candidate:
             parts.append("int8")
         if self.merge_adapter:
             parts.append("merged")
+        if self.vision_attention != "stock":
+            parts.append(self.vision_attention)
+        if self.compile_blocks:
+            parts.append("blocks")
         return "-".join(parts)
 
     def options(self) -> dict[str, Any]:
@@ -70,6 +78,7 @@ def default_grid(
     threads: Iterable[int] | None = None,
     compile: bool | None = None,
     int8: bool = True,
+    vision: Iterable[str] | None = None,
     adapter: bool = False,
     full: bool = False,
 ) -> list[Candidate]:
@@ -79,6 +88,8 @@ def default_grid(
     cores); ``full`` takes the cartesian product instead. Options this machine cannot run are left out
     (fp16/bf16 where unsupported, flash-attention without a GPU and the package, int8 off CPU);
     ``compile=None`` means on for a GPU, off on a CPU, where compiling Qwen2.5-VL takes minutes.
+    ``vision`` names the vision attentions to try beside the stock one (batched, varlen; default both
+    where they run); with compile, each also with compiled blocks.
     """
     import torch
 
@@ -131,7 +142,34 @@ def default_grid(
             grid.append(replace(ref, merge_adapter=True))
             if "bfloat16" in ok_dtypes:
                 grid.append(replace(ref, dtype="bfloat16", merge_adapter=True))
+    grid += _vision_rows(
+        ref, dev, ok_dtypes, do_compile, set(vision if vision is not None else ("batched", "varlen"))
+    )
     unique: dict[str, Candidate] = {}
     for cand in grid:
         unique.setdefault(cand.id, cand)
     return list(unique.values())
+
+
+def _vision_rows(
+    ref: Candidate, dev: Any, ok_dtypes: list[str], do_compile: bool, wanted: set[str]
+) -> list[Candidate]:
+    """The vision attention in one call per layer, and compiled blocks (with ``do_compile``): batched
+    everywhere; on a GPU also varlen in bf16/fp16, and varlen with compiled blocks (issue 11's best)."""
+    from detector.vision_attention import varlen_unavailable
+
+    unknown = wanted - {"stock", "batched", "varlen"}
+    if unknown:
+        raise OptimizeError(f"vision attention must be among stock, batched, varlen; got {sorted(unknown)}")
+    rows: list[Candidate] = []
+    if "batched" in wanted:
+        rows.append(replace(ref, vision_attention="batched"))
+    half = next((d for d in ("bfloat16", "float16") if d in ok_dtypes), None)
+    if "varlen" in wanted and dev.type == "cuda" and half:
+        import torch
+
+        if varlen_unavailable(dev, getattr(torch, half)) is None:
+            rows.append(replace(ref, dtype=half, vision_attention="varlen"))
+    if do_compile:
+        rows += [replace(r, compile_blocks=True) for r in list(rows)]
+    return rows

@@ -39,6 +39,12 @@ def _csv(value: str | None, cast: type = str) -> list | None:  # type: ignore[ty
 )
 @click.option("--int8/--no-int8", default=True, show_default=True, help="try dynamic int8 (CPU only)")
 @click.option(
+    "--vision-attention",
+    "vision",
+    default=None,
+    help="comma list of batched,varlen to try beside stock (compiled blocks follow --compile) [all here]",
+)
+@click.option(
     "--grid", type=click.Choice(["one-at-a-time", "full"]), default="one-at-a-time", show_default=True
 )
 @click.option("--min-agreement", default=0.99, show_default=True, help="argmax agreement with the baseline")
@@ -64,6 +70,7 @@ def optimize(
     threads: str | None,
     compile_: bool | None,
     int8: bool,
+    vision: str | None,
     grid: str,
     min_agreement: float,
     memory_budget_mb: float | None,
@@ -74,7 +81,7 @@ def optimize(
     experiment: str,
     plot: bool,
 ) -> None:
-    """Measure candidates (dtype, attention, compile, int8, LoRA merge, batch, threads) on this machine,
+    """Measure candidates (dtype, attention, vision attention, compile, int8, LoRA merge, batch, threads) here,
     pick the fastest that keeps agreement with the float32 eager baseline, write the profile JSON.
 
     Prints progress on stderr and, last, one JSON line (profile path, choice, speed-up, agreement).
@@ -107,6 +114,7 @@ def optimize(
             threads=_csv(threads, int),
             compile=compile_,
             int8=int8,
+            vision=_csv(vision) if vision is not None else None,
             adapter=bool(adapter_path),
             full=grid == "full",
         )

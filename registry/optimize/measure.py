@@ -96,6 +96,8 @@ def measure_candidate(spec: dict[str, Any]) -> dict[str, Any]:
         compile=cand.compile,
         quantize_int8=cand.quantize_int8,
         num_threads=cand.num_threads,
+        vision_attention=cand.vision_attention,
+        compile_blocks=cand.compile_blocks,
     )
     import warnings
 

@@ -77,8 +77,10 @@ def test_default_cpu_grid_is_small_and_starts_with_the_baseline() -> None:
         int8=False,
         full=True,
     )
-    # 2 attentions x 2 batch sizes at 1 thread, plus the baseline (all cores; the same row on 1 core)
-    assert len(full) == 2 * 2 + (1 if cores > 1 else 0)
+    # 2 attentions x 2 batch sizes at 1 thread, plus the baseline (all cores; the same row on 1 core),
+    # plus the batched vision attention row (vision rows vary one at a time around the reference)
+    assert len(full) == 2 * 2 + (1 if cores > 1 else 0) + 1
+    assert [c.vision_attention for c in grid].count("batched") == 1 and grid[0].vision_attention == "stock"
 
 
 def test_percentiles() -> None:
@@ -138,6 +140,8 @@ def test_optimize_writes_a_profile_on_the_tiny_checkpoint(tiny_ckpt, eval_dir, t
         "--threads",
         cores,
         "--no-int8",
+        "--vision-attention",
+        "stock",
         "--no-compile",
         "--batch-size",
         "4",
