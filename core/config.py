@@ -145,6 +145,25 @@ class Settings:
     explain_max_tokens: int = field(default=64, metadata={"help": "cap on explanation tokens"})
     max_download_bytes: int = field(default=20 * 1024 * 1024, metadata={"help": "largest image download"})
     max_image_pixels: int = field(default=50_000_000, metadata={"help": "decompression-bomb bound"})
+    # --- provenance read at ingest (ingest/provenance/) and the worker's stability re-check ---
+    c2pa_trust_anchors: str = field(
+        default="",
+        metadata={
+            "help": "PEM file (or PEM text) of the root certificates trusted to sign C2PA manifests; "
+            "'' = signer trust is not judged (manifests are still validated)"
+        },
+    )
+    c2pa_max_manifest_bytes: int = field(
+        default=4 * 1024 * 1024,
+        metadata={"help": "a larger embedded C2PA manifest store is not parsed (recorded unreadable)"},
+    )
+    recheck_jpeg_quality: int = field(
+        default=0,
+        metadata={
+            "help": "judge each image again after one JPEG re-encode at this quality, in the same batch, "
+            "and mark the verdict unstable when the label changes (0 = off; doubles the model's work)"
+        },
+    )
     reddit_client_secret: SecretStr = field(default=SecretStr(""), metadata={"help": "Reddit app secret"})
     x_bearer_token: SecretStr = field(default=SecretStr(""), metadata={"help": "X API bearer token"})
     instagram_access_token: SecretStr = field(default=SecretStr(""), metadata={"help": "Instagram token"})

@@ -10,6 +10,7 @@ that no other module spells a key out.
 | ``{p}:verdict:{image_id}`` | hash: verdict JSON, label, flagged, event ... | worker | review service, watcher, trainer |
 | ``{p}:index:time`` | zset image_id -> decided_at | worker | review service (stats, search) |
 | ``{p}:index:source:{source}`` | zset image_id -> decided_at | worker | review service |
+| ``{p}:index:provenance:{state}`` | zset image_id -> decided_at (state: c2pa-intact, hint ...) | worker | review service |
 | ``{p}:review`` | zset image_id -> priority (flagged, not yet labeled) | worker, review service | review service |
 | ``{p}:sightings:{image_id}`` | set of ``source:item`` | ingest | worker (reach), review service |
 | ``{p}:ingest:published:{image_id}`` | string (first publish) | ingest | ingest |
@@ -55,6 +56,10 @@ class Keys:
 
     def index_source(self, source: str) -> str:
         return self._k("index", "source", source)
+
+    def index_provenance(self, state: str) -> str:
+        """Verdicts by the provenance state of their image (``Provenance.state``)."""
+        return self._k("index", "provenance", state)
 
     def review(self) -> str:
         return self._k("review")

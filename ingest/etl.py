@@ -1,4 +1,5 @@
-"""Decode, validate and normalize one image; compute its identity (sha256) and perceptual hash.
+"""Decode, validate and normalize one image; compute its identity (sha256) and perceptual hash, and
+(when asked) read its provenance metadata (``ingest/provenance``).
 
 Decompression bombs are refused by pixel count from the header, before any pixel is decoded.
 """
@@ -8,12 +9,17 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import imagehash
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ingest.blobs import sha256_hex
 from ingest.exceptions import BadInput
+
+if TYPE_CHECKING:
+    from core.contracts.provenance import Provenance
+    from ingest.provenance import ProvenanceConfig
 
 # Formats a feed serves as photos; anything else (SVG, PDF, HTML...) is refused.
 ALLOWED_FORMATS = {
@@ -35,6 +41,7 @@ class PreparedImage:
     mime: str
     phash: str
     image: Image.Image  # RGB, EXIF orientation applied, first frame
+    provenance: Provenance | None = None  # read only when prepare() is given a ProvenanceConfig
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -82,9 +89,17 @@ def decode_rgb(data: bytes, max_pixels: int) -> tuple[str, Image.Image]:
         raise BadInput("etl", f"corrupt {fmt or 'image'}: {exc}") from None
 
 
-def prepare(data: bytes, max_pixels: int) -> PreparedImage:
-    """Validate and normalize ``data``; raise :class:`BadInput` (stage ``etl``) with the reason."""
+def prepare(data: bytes, max_pixels: int, provenance: ProvenanceConfig | None = None) -> PreparedImage:
+    """Validate and normalize ``data``; raise :class:`BadInput` (stage ``etl``) with the reason.
+
+    With ``provenance``, the image's metadata is read too (never fatal: a bad block is recorded
+    unreadable in the record, and the image goes on)."""
     fmt, rgb = decode_rgb(data, max_pixels)
+    record = None
+    if provenance is not None:
+        from ingest.provenance import read_provenance
+
+        record = read_provenance(data, fmt, provenance)
     return PreparedImage(
         image_id=sha256_hex(data),
         width=rgb.width,
@@ -92,4 +107,5 @@ def prepare(data: bytes, max_pixels: int) -> PreparedImage:
         mime=ALLOWED_FORMATS[fmt],
         phash=str(imagehash.phash(rgb)),
         image=rgb,
+        provenance=record,
     )

@@ -16,6 +16,7 @@ def build_ingestor(settings: Settings) -> Any:
     from ingest.blobs import open_blob_store
     from ingest.dedup import Dedup
     from ingest.pipeline import Ingestor
+    from ingest.provenance import ProvenanceConfig
     from ingest.publisher import Publisher, PublisherConfig
 
     return Ingestor(
@@ -28,6 +29,7 @@ def build_ingestor(settings: Settings) -> Any:
         ),
         topics=Topics.from_settings(settings),
         max_pixels=settings.max_image_pixels,
+        provenance=ProvenanceConfig.from_settings(settings),
     )
 
 

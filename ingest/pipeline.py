@@ -17,6 +17,7 @@ from ingest.blobs import BlobStore
 from ingest.dedup import Dedup, hamming
 from ingest.etl import prepare
 from ingest.exceptions import BadInput
+from ingest.provenance import ProvenanceConfig
 from ingest.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,20 @@ class Ingestor:
     """Runs the ETL steps for each item and counts outcomes (``seen``, ``published``, ...)."""
 
     def __init__(
-        self, blobs: BlobStore, publisher: Publisher, dedup: Dedup, topics: Topics, max_pixels: int
+        self,
+        blobs: BlobStore,
+        publisher: Publisher,
+        dedup: Dedup,
+        topics: Topics,
+        max_pixels: int,
+        provenance: ProvenanceConfig | None = None,
     ) -> None:
         self.blobs = blobs
         self.publisher = publisher
         self.dedup = dedup
         self.topics = topics
         self.max_pixels = max_pixels
+        self.provenance = provenance or ProvenanceConfig()  # every published event carries its record
         self.counts: Counter[str] = Counter()
         # image_id -> phash of events queued in this flush window (not yet acked, so not in Redis)
         self._in_flight: dict[str, str] = {}
@@ -61,7 +69,7 @@ class Ingestor:
                 raise item.error
             if item.data is None:
                 raise BadInput("fetch", "the collector produced no bytes and no error")
-            prepared = prepare(item.data, self.max_pixels)
+            prepared = prepare(item.data, self.max_pixels, self.provenance)
         except BadInput as exc:
             self.dead_letter(exc.stage, exc.reason, type(exc).__name__, item)
             return "dead_letter"
@@ -90,6 +98,7 @@ class Ingestor:
             phash=prepared.phash,
             text=clean_text(item.text),
             near_duplicate_of=near,
+            provenance=prepared.provenance,
         )
         self._in_flight[event.image_id] = event.phash
 

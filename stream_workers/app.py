@@ -77,6 +77,7 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
             max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="decode"
         ),
         prepare_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare"),
+        recheck_quality=settings.recheck_jpeg_quality,
     )
 
     def load_version(update: Any, resolved: dict[str, Any]) -> Any:

@@ -33,9 +33,11 @@ from core.contracts.base import ContractError
 from core.contracts.images import DeadLetter, ImageEvent
 from core.contracts.verdicts import Verdict
 from core.kafka import Topics
+from detector.fusion import fuse, refuse
 from ingest.blobs import BlobNotFound, read_blob
 from ingest.etl import decode_rgb
 from ingest.exceptions import BadInput
+from stream_workers.recheck import with_recheck
 from stream_workers.sinks import RedisSink
 
 log = logging.getLogger(__name__)
@@ -82,8 +84,11 @@ class BatchProcessor:
         retry_backoff_s: tuple[float, float] = (0.2, 10.0),
         decode_executor: Executor | None = None,
         prepare_executor: Executor | None = None,
+        recheck_quality: int = 0,
     ) -> None:
-        self.detector_ref = detector_ref  # returns the detector serving now (hot swaps replace it)
+        # Returns the detector serving now (hot swaps replace it); with a re-check quality, that
+        # detector also judges a JPEG re-encode of each image in the same batch (stream_workers/recheck.py).
+        self.detector_ref = with_recheck(detector_ref, recheck_quality)
         self.sink = sink
         self.send = send
         self.topics = topics
@@ -137,6 +142,7 @@ class BatchProcessor:
                         "decided_at": _now(),
                     }
                 )
+                verdict = refuse(verdict, ev.provenance)  # the shared model part, this image's own evidence
             if verdict is not None:
                 done.append((ev, verdict))
                 stats.reused += 1
@@ -179,19 +185,21 @@ class BatchProcessor:
             if isinstance(res, DeadLetter):
                 batch.dead.append(res)
                 continue
+            # The model's scores stay as they are; label and flag are final after the fusion policy.
+            recheck_label = getattr(res, "recheck_label", None)
+            fused = fuse(res.label, res.flagged, ev.provenance)
             batch.done.append(
                 (
                     ev,
                     Verdict(
                         image_id=ev.image_id,
-                        label=res.label,
                         scores=res.scores,
                         explanation=res.explanation,
                         model_name=detector.name,
                         model_version=str(detector.version),
                         profile_id=detector.profile_id,
                         latency_ms=per_image_ms,
-                        flagged=res.flagged,
+                        **fused.verdict_fields(res.label, res.flagged, ev.provenance, recheck_label),
                     ),
                 )
             )

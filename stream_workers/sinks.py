@@ -2,9 +2,12 @@
 
 Every write is idempotent (HSET, ZADD, SET): replaying a batch overwrites, never adds. Keys:
 
-- ``{p}:verdict:{image_id}``    hash: the verdict JSON and the fields the UI filters on
+- ``{p}:verdict:{image_id}``    hash: the verdict JSON and the fields the UI filters and sorts on
+  (label, flagged, model_version, source, decided_at; model_label, label_source, provenance state
+  and unstable when fusion ran)
 - ``{p}:index:time``            zset image_id -> decided_at (unix seconds)
 - ``{p}:index:source:{source}`` zset image_id -> decided_at
+- ``{p}:index:provenance:{state}`` zset image_id -> decided_at (when the event carried provenance)
 - ``{p}:review``                zset image_id -> priority, flagged and not yet labeled
 - ``{p}:sightings:{image_id}``  set of ``source:item`` (written by ingest; read here for reach)
 """
@@ -24,6 +27,19 @@ def review_priority(verdict: Verdict, reach: int) -> float:
     uncertainty = 1.0 - max(verdict.scores.values()) if verdict.scores else 1.0
     fake = verdict.scores.get("manipulated", 0.0) + verdict.scores.get("synthesized", 0.0)
     return round(max(uncertainty, fake) + math.log10(1 + reach), 6)
+
+
+def fusion_fields(verdict: Verdict) -> dict[str, str | int]:
+    """The record's fields from fusion and the re-check (none for a verdict without them)."""
+    out: dict[str, str | int] = {}
+    if verdict.model_label is not None:
+        out["model_label"] = verdict.model_label
+        out["label_source"] = verdict.label_source
+    if verdict.provenance is not None:
+        out["provenance"] = verdict.provenance.state
+    if verdict.unstable is not None:
+        out["unstable"] = int(verdict.unstable)
+    return out
 
 
 class RedisSink:
@@ -80,9 +96,12 @@ class RedisSink:
                     "model_version": verdict.model_version,
                     "source": event.source,
                     "decided_at": ts,
+                    **fusion_fields(verdict),
                 },
             )
             pipe.zadd(self.keys.index_time(), {event.image_id: ts})
+            if verdict.provenance is not None:
+                pipe.zadd(self.keys.index_provenance(verdict.provenance.state), {event.image_id: ts})
             pipe.zadd(self.keys.index_source(event.source), {event.image_id: ts})
             if verdict.flagged and not done:  # a labeled image never returns to the queue on replay
                 pipe.zadd(self.review_key, {event.image_id: review_priority(verdict, seen)})

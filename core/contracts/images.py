@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from core.contracts.base import Contract, Timestamp, utcnow
+from core.contracts.provenance import Provenance
 
 Source = Literal["reddit", "x", "instagram", "rss", "web", "folder", "upload"]
 
@@ -32,6 +33,8 @@ class ImageEvent(Contract):
     phash: str
     text: str
     near_duplicate_of: str | None = None  # set by dedup: an earlier image whose verdict may be reused
+    # What the image's own metadata says (C2PA, IPTC, generator hints); None: not read (older producers).
+    provenance: Provenance | None = None
 
 
 class DeadLetter(Contract):

@@ -7,13 +7,20 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from core.contracts.base import Contract, Timestamp, utcnow
+from core.contracts.provenance import Provenance
 
 VerdictLabel = Literal["authentic", "manipulated", "synthesized", "uncertain"]
 HumanLabel = Literal["authentic", "manipulated", "synthesized"]
+LabelSource = Literal["model", "provenance", "both"]
 
 
 class Verdict(Contract):
-    """The detector's decision on one image."""
+    """The decision on one image: the model's scores, the provenance evidence, and the final label.
+
+    ``scores`` are the model's alone; ``label`` and ``flagged`` are final, after the fusion policy
+    (``detector/fusion.py``) has weighed the provenance evidence; ``label_source`` says which side
+    decided the label, ``model_label`` what the model alone said, ``evidence`` why, one line each.
+    """
 
     image_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     label: VerdictLabel
@@ -26,6 +33,15 @@ class Verdict(Contract):
     decided_at: Timestamp = Field(default_factory=utcnow)
     flagged: bool
     reused_from: str | None = None  # image_id whose verdict this one reuses (near duplicate)
+    # Fusion with provenance (optional: verdicts from before it parse unchanged).
+    model_label: VerdictLabel | None = None  # the model's own label; None: no fusion ran
+    model_flagged: bool | None = None  # the model's own flag
+    label_source: LabelSource = "model"
+    provenance: Provenance | None = None  # the evidence, as ingest read it
+    evidence: list[str] = []  # the fusion policy's reasons, one line each
+    # The optional re-check (one JPEG re-encode judged in the same batch): None = not re-checked.
+    unstable: bool | None = None
+    recheck_label: VerdictLabel | None = None
 
     @field_validator("scores")
     @classmethod
