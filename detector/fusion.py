@@ -91,6 +91,10 @@ def fuse(model_label: str, model_flagged: bool, provenance: Provenance | None) -
             evidence += [f"{who} declares {t}: {labels_as}" for t, who in hits]
     if decided:
         flag = True
+    elif pv.declared_source_type:
+        evidence.append(
+            f"XMP IPTC DigitalSourceType declares {pv.declared_source_type} (plain metadata: noted, not relied on)"
+        )
 
     c2pa = pv.c2pa
     if c2pa.state == "tampered":

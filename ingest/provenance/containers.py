@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 MAX_TEXT_BYTES = 256 * 1024  # one text chunk or comment, after decompression; the rest is dropped
 MAX_TEXT_CHUNKS = 64  # text chunks kept per image
+# An XMP packet in a compressed chunk is inflated to one byte past the XMP reader's limit, so the
+# reader sees that it is over (ingest/provenance/xmp.py refuses it) without inflating the rest.
+MAX_XMP_INFLATE = 1024 * 1024 + 1
+XMP_KEY = "XML:com.adobe.xmp"
 
 XMP_JPEG = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_JPEG_EXTENDED = b"http://ns.adobe.com/xmp/extension/\x00"
@@ -66,10 +70,8 @@ def _utf8(b: bytes) -> str:
     return b[:MAX_TEXT_BYTES].decode("utf-8", errors="replace")
 
 
-def _inflate(b: bytes) -> bytes:
-    d = zlib.decompressobj()
-    out = d.decompress(b, MAX_TEXT_BYTES)  # bounded: a zip bomb in a text chunk stops here
-    return out
+def _inflate(b: bytes, cap: int = MAX_TEXT_BYTES) -> bytes:
+    return zlib.decompressobj().decompress(b, cap)  # bounded: a zip bomb in a text chunk stops here
 
 
 def walk_jpeg(data: bytes) -> Blocks:
@@ -158,7 +160,7 @@ def walk_png(data: bytes) -> Blocks:
             except (ValueError, zlib.error) as exc:
                 out.problems.append(f"PNG {ctype.decode()} chunk unreadable: {exc}")
                 continue
-            if key == "XML:com.adobe.xmp":
+            if key == XMP_KEY:
                 out.xmp = out.xmp or value.encode("utf-8")
             elif key == "Raw profile type exif" or key == "Raw profile type APP1":
                 out.exif = out.exif or _raw_profile(value)
@@ -183,6 +185,9 @@ def _png_text(ctype: bytes, body: bytes) -> tuple[str, str]:
     compressed = rest[0] == 1
     _lang, _, rest2 = rest[2:].partition(b"\x00")
     _translated, _, text = rest2.partition(b"\x00")
+    if key.decode("latin-1") == XMP_KEY:  # kept whole up to the XMP limit, not the text cap
+        raw = _inflate(text, MAX_XMP_INFLATE) if compressed else text[:MAX_XMP_INFLATE]
+        return XMP_KEY, raw.decode("utf-8", errors="replace")
     return _latin1(key), _utf8(_inflate(text) if compressed else text)
 
 
