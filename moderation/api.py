@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from core.contracts.images import ImageEvent
+from core.contracts.provenance import ProvenanceState
 from core.contracts.verdicts import HumanLabel, Label, Verdict
 from core.keys import Keys
 from ingest.blobs import BlobNotFound, read_blob
@@ -94,6 +95,11 @@ class QueueEntryOut(BaseModel):
     scores: dict[str, float]
     text: str
     url: str
+    provenance: str = Field(description="the image's provenance state ('' when none was read)")
+    label_source: str = Field(description="what decided the label: model, provenance or both")
+    unstable: bool | None = Field(
+        description="the label changed under the JPEG re-check (null: not re-checked)"
+    )
 
 
 class QueueOut(BaseModel):
@@ -203,9 +209,20 @@ async def get_queue(
     source: str | None = None,
     label: Literal["authentic", "manipulated", "synthesized", "uncertain"] | None = None,
     model_version: str | None = None,
+    provenance: Annotated[ProvenanceState | None, Query(description="only this provenance state")] = None,
+    sort: Annotated[
+        Literal["priority", "unstable"],
+        Query(description="unstable: verdicts that flipped under the re-check first"),
+    ] = "priority",
 ) -> QueueOut:
     page = await moderation(request).store.queue(
-        offset=offset, limit=limit, source=source or None, label=label, model_version=model_version or None
+        offset=offset,
+        limit=limit,
+        source=source or None,
+        label=label,
+        model_version=model_version or None,
+        provenance=provenance,
+        sort=sort,
     )
     return QueueOut(
         entries=[QueueEntryOut(**vars(e), url=f"/api/items/{e.image_id}") for e in page.entries],

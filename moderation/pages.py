@@ -19,6 +19,7 @@ import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from core.contracts.provenance import PROVENANCE_STATES
 from core.keys import Keys
 from moderation.api import IMAGE_ID, MAX_OFFSET, SESSION_COOKIE, check_image_id, moderation
 from moderation.auth import Role, Session, User, csrf_ok
@@ -34,6 +35,7 @@ LOGIN_ERRORS = {
 # What a page shows after a label: "<image id>:<label>" (a skip shows nothing).
 DONE = Query(pattern=rf"^({IMAGE_ID[1:-1]}:(authentic|manipulated|synthesized))?$", max_length=100)
 MAX_SECRET = 1024  # longer than any token or sensible password; scrypt is not fed megabytes
+PROVENANCE_FILTER = "^(|" + "|".join(PROVENANCE_STATES) + ")$"
 
 env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
@@ -180,6 +182,8 @@ async def queue_page(
     source: Annotated[str, Query(max_length=200)] = "",
     label: Annotated[str, Query(pattern="^(|authentic|manipulated|synthesized|uncertain)$")] = "",
     model_version: Annotated[str, Query(max_length=200)] = "",
+    provenance: Annotated[str, Query(pattern=PROVENANCE_FILTER)] = "",
+    sort: Annotated[str, Query(pattern="^(|priority|unstable)$")] = "",
     done: Annotated[str, DONE] = "",
 ) -> Response:
     user, session = await page_auth(request)
@@ -190,9 +194,19 @@ async def queue_page(
         source=source or None,
         label=label or None,
         model_version=model_version or None,
+        provenance=provenance or None,
+        sort=sort or "priority",
     )
     filters = {
-        k: v for k, v in {"source": source, "label": label, "model_version": model_version}.items() if v
+        k: v
+        for k, v in {
+            "source": source,
+            "label": label,
+            "model_version": model_version,
+            "provenance": provenance,
+            "sort": sort if sort != "priority" else "",
+        }.items()
+        if v
     }
 
     def link(o: int) -> str:

@@ -20,6 +20,7 @@ from itertools import combinations
 from typing import Any
 
 from core.contracts.images import ImageEvent
+from core.contracts.provenance import PROVENANCE_STATES
 from core.contracts.verdicts import Label, Verdict
 from core.keys import Keys
 
@@ -62,6 +63,9 @@ class QueueEntry:
     flagged: bool
     scores: dict[str, float] = field(default_factory=dict)
     text: str = ""
+    provenance: str = ""  # the image's provenance state ("" when none was read)
+    label_source: str = "model"  # model | provenance | both
+    unstable: bool | None = None  # None: not re-checked
 
 
 @dataclass
@@ -99,14 +103,17 @@ class ReviewStore:
         model_version: str | None = None,
         exclude: set[str] | None = None,
         chunk: int = 500,
+        provenance: str | None = None,
+        sort: str = "priority",
     ) -> QueuePage:
         """Queue entries, highest priority first, filtered; ``total`` counts every match.
 
         Without filters a page is one ZREVRANGE. With filters the queue is walked in chunks (HMGET of
-        the three filter fields per image, pipelined); the queue holds only unlabeled flagged images,
-        so it stays small enough for that.
+        the filter fields per image, pipelined); the queue holds only unlabeled flagged images,
+        so it stays small enough for that. ``sort="unstable"`` walks it too: verdicts whose label
+        changed under the JPEG re-check first, then the rest, each by priority.
         """
-        filtered = bool(source or label or model_version or exclude)
+        filtered = bool(source or label or model_version or exclude or provenance) or sort == "unstable"
         if not filtered:
             total = int(await self.redis.zcard(self.review_key))
             pairs = await self.redis.zrevrange(self.review_key, offset, offset + limit - 1, withscores=True)
@@ -114,6 +121,7 @@ class ReviewStore:
             return QueuePage(entries=entries, total=total, offset=offset, limit=limit)
 
         matched: list[tuple[str, float]] = []
+        unstable: dict[str, bool] = {}
         start = 0
         while True:
             pairs = await self.redis.zrevrange(self.review_key, start, start + chunk - 1, withscores=True)
@@ -122,8 +130,12 @@ class ReviewStore:
             ids = [(_s(m), float(s)) for m, s in pairs]
             pipe = self.redis.pipeline(transaction=False)
             for image_id, _ in ids:
-                pipe.hmget(self.verdict_key(image_id), "source", "label", "model_version")
-            for (image_id, score), (src, lbl, ver) in zip(ids, await pipe.execute(), strict=True):
+                pipe.hmget(
+                    self.verdict_key(image_id), "source", "label", "model_version", "provenance", "unstable"
+                )
+            for (image_id, score), (src, lbl, ver, prov, shaky) in zip(
+                ids, await pipe.execute(), strict=True
+            ):
                 if exclude and image_id in exclude:
                     continue
                 if source and (src is None or _s(src) != source):
@@ -132,8 +144,13 @@ class ReviewStore:
                     continue
                 if model_version and (ver is None or _s(ver) != model_version):
                     continue
+                if provenance and (prov is None or _s(prov) != provenance):
+                    continue
                 matched.append((image_id, score))
+                unstable[image_id] = shaky is not None and _s(shaky) == "1"
             start += chunk
+        if sort == "unstable":  # stable sort: priority order kept within each group
+            matched.sort(key=lambda pair: not unstable[pair[0]])
         page = matched[offset : offset + limit]
         return QueuePage(entries=await self._entries(page), total=len(matched), offset=offset, limit=limit)
 
@@ -160,6 +177,9 @@ class ReviewStore:
                     flagged=v.flagged,
                     scores=v.scores,
                     text=text[:200],
+                    provenance=v.provenance.state if v.provenance else "",
+                    label_source=v.label_source,
+                    unstable=v.unstable,
                 )
             )
         return out
@@ -181,7 +201,15 @@ class ReviewStore:
             "source": sources,
             "label": ["authentic", "manipulated", "synthesized", "uncertain"],
             "model_version": versions,
+            "provenance": await self.provenance_states(),
         }
+
+    async def provenance_states(self) -> list[str]:
+        """The provenance states some verdict was filed under (their index exists), in rank order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for state in PROVENANCE_STATES:
+            pipe.exists(self.keys.index_provenance(state))
+        return [state for state, n in zip(PROVENANCE_STATES, await pipe.execute(), strict=True) if n]
 
     async def next_for(self, user: str, after: str | None = None) -> str | None:
         """The highest-priority queued image this user has not skipped lately (and not ``after``)."""
