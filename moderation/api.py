@@ -325,7 +325,13 @@ async def post_explain(request: Request, image_id: str, user: Moderator) -> Expl
 async def post_upload(
     request: Request,
     user: Moderator,
-    file: Annotated[UploadFile, File(description="the image")],
+    file: Annotated[
+        UploadFile,
+        File(
+            description="the image: JPEG, PNG, GIF, WebP, TIFF or BMP bytes (not empty)",
+            json_schema_extra={"minLength": 1},
+        ),
+    ],
     caption: Annotated[str, Form(max_length=MAX_CAPTION)] = "",
     source_url: Annotated[str, Form(max_length=MAX_SOURCE_URL, description="where the image was seen")] = "",
     wait: Annotated[float, Query(ge=0, le=300, description="seconds to wait for the verdict")] = 0.0,

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from core.config import Settings
 from moderation import api, apidocs, pages
@@ -102,6 +103,21 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         response = await error_page(request, 413, exc.detail[0].upper() + exc.detail[1:] + ".")
         response.headers["Connection"] = "close"
         return response
+
+    @app.exception_handler(405)
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        """405 with every method the path has: Starlette names only the first route's (a path with a
+        GET route and a POST route would say ``Allow: GET``)."""
+        path = request.url.path
+        methods = sorted(
+            {
+                m
+                for r in app.routes
+                if isinstance(r, APIRoute) and r.path_regex.match(path)
+                for m in r.methods or ()
+            }
+        )
+        return JSONResponse({"detail": "Method Not Allowed"}, 405, headers={"Allow": ", ".join(methods)})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> Response:
