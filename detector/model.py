@@ -180,6 +180,7 @@ class Detector:
         if opts.profile is not None:
             opts, profile_summary = apply_profile(opts, opts.profile, force=opts.force_profile)
         fallbacks: list[str] = []
+        resolution = Resolution(opts.verdict_side, opts.keep_aspect)  # an invalid side fails before loading
 
         device = resolve_device(opts.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -252,7 +253,7 @@ class Detector:
         kwargs.setdefault("profile_id", profile_summary["profile_id"] if profile_summary else "default")
         if profile_summary:
             kwargs.setdefault("batch_size", profile_summary["batch_size"])
-        det = cls(model, processor, resolution=Resolution(opts.verdict_side, opts.keep_aspect), **kwargs)
+        det = cls(model, processor, resolution=resolution, **kwargs)
         # quantize_dynamic returned a copy; the float model is kept only until the copy has run once.
         if quantized and not det._smoke_test():
             _fallback(fallbacks, "int8-quantized model failed its first forward pass; not quantized")

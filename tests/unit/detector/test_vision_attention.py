@@ -135,3 +135,23 @@ def test_compiled_blocks_give_the_same_probabilities(tiny_ckpt, images) -> None:
     assert compiled_count(det.model) == 2 * 3 + 2  # 2 vision blocks (mlp, norm1, norm2), 2 decoder layers
     diff = (det.class_probabilities(images) - plain.class_probabilities(images)).abs().max().item()
     assert diff < 1e-5
+
+
+def test_settings_reach_the_loaded_detector(tiny_ckpt, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.config import load_settings
+    from detector.loading import compile_blocks_option, load_detector
+
+    env = {
+        "MISINFO_MODEL_PATH": str(tiny_ckpt),
+        "MISINFO_STATE_DIR": str(tmp_path),
+        "MISINFO_DEVICE": "cpu",
+        "MISINFO_VERDICT_SIDE": "0",
+        "MISINFO_VISION_ATTENTION": "stock",
+        "MISINFO_COMPILE_BLOCKS": "off",
+    }
+    det = load_detector(load_settings(env))
+    assert det.resolution == Resolution(0)
+    assert det.load_report["vision_attention"] == "stock" and det.load_report["compile_blocks"] is False
+    assert [compile_blocks_option(v) for v in ("auto", "on", "OFF")] == [None, True, False]
+    with pytest.raises(ValueError, match="MISINFO_COMPILE_BLOCKS='sometimes'"):
+        compile_blocks_option("sometimes")
