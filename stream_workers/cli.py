@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -34,6 +35,18 @@ def worker(web_port: int | None, noop_detector: bool) -> None:
     faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
 
 
+def summary_line(verdict: Any) -> str:
+    """``<image id> <label> by <source> [flagged] [unstable] provenance=<state> model=<label> scores``."""
+    parts = [verdict.image_id[:16], verdict.label, f"by {verdict.label_source}"]
+    parts += ["flagged"] * verdict.flagged + ["unstable"] * bool(verdict.unstable)
+    if verdict.provenance is not None:
+        parts.append(f"provenance={verdict.provenance.state}")
+    if verdict.model_label is not None and verdict.model_label != verdict.label:
+        parts.append(f"model={verdict.model_label}")
+    parts.append(" ".join(f"{k[:5]}={v:.2f}" for k, v in verdict.scores.items()))
+    return " ".join(parts)
+
+
 @click.group()
 def verdicts() -> None:
     """Subscribe to the verdict feed."""
@@ -44,8 +57,15 @@ def verdicts() -> None:
 @click.option("--from-beginning", is_flag=True, help="start at the oldest retained verdict")
 @click.option("--max", "max_count", type=int, default=0, help="stop after this many (0 = follow forever)")
 @click.option("--timeout", type=float, default=0.0, help="stop after this many idle seconds (0 = never)")
-def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) -> None:
-    """Print verdicts as JSON lines as they arrive (one object a line, on stdout).
+@click.option(
+    "--json/--text",
+    "as_json",
+    default=True,
+    help="JSON lines, the whole verdict with its provenance evidence (default), or one short line each",
+)
+def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float, as_json: bool) -> None:
+    """Print verdicts as they arrive, one a line on stdout: JSON objects (with the model's scores,
+    the provenance evidence, the final label and its source), or with --text a short summary.
 
     Without --from-beginning it starts at the end of the feed. A message that is not a valid Verdict
     is reported on stderr and skipped, so one bad producer cannot stop a subscriber.
@@ -73,7 +93,7 @@ def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) ->
                 continue
             if flagged and not verdict.flagged:
                 continue
-            sys.stdout.write(json.dumps(verdict.to_dict()) + "\n")
+            sys.stdout.write((json.dumps(verdict.to_dict()) if as_json else summary_line(verdict)) + "\n")
             sys.stdout.flush()
             shown += 1
             if max_count and shown >= max_count:
@@ -82,3 +102,34 @@ def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float) ->
         pass
     finally:
         consumer.close()
+
+
+@verdicts.command()
+def rebuild() -> None:
+    """Rebuild the verdict records in Redis from the verdicts and images topics.
+
+    Writes each record that is missing or older than the topic's last verdict for its image (with
+    its indexes and review-queue entry), then marks the records whole. Workers do this by themselves
+    when they notice that Redis lost its data; this is the same rebuild, by hand. Prints one JSON line.
+    """
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    from core.kafka import Topics
+    from stream_workers.recovery import RebuildStats, RecordsWatch
+    from stream_workers.sinks import RedisSink
+
+    settings = load_settings()
+
+    async def run() -> RebuildStats | None:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            sink = RedisSink(client, settings.redis_prefix)
+            watch = RecordsWatch(settings.kafka_bootstrap, Topics.from_settings(settings), sink)
+            return await watch.check(force=True)
+        finally:
+            await client.aclose()
+
+    stats = asyncio.run(run())
+    click.echo(json.dumps(stats.to_dict() if stats is not None else {"restored": 0}))
