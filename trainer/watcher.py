@@ -45,7 +45,12 @@ class FeedbackHandler:
         except ContractError as exc:
             log.warning("dropping an invalid label: %s", exc)
             return False
-        served = self.redis.hget(Keys(self.settings.redis_prefix).verdict(label.image_id), "label")
+        # The model's own label, not the final one: a label decided by provenance (a C2PA manifest
+        # declaring AI) that the model missed is a disagreement worth learning from.
+        model, final = self.redis.hmget(
+            Keys(self.settings.redis_prefix).verdict(label.image_id), "model_label", "label"
+        )
+        served = model if model is not None else final
         served_label = served.decode() if isinstance(served, bytes) else served
         return self.state.record_label(label, served_label, self.policy.disagreement_window)
 
