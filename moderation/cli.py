@@ -121,7 +121,8 @@ def users_add(name: str, role: str) -> None:
 @users.command("token")
 @click.argument("name")
 def users_token(name: str) -> None:
-    """Replace NAME's API token (the old one stops working); print the new one as the last line."""
+    """Replace NAME's API token (the old one stops working, NAME's browser sessions end); print the
+    new one as the last line."""
     settings = load_settings()
     token = _run(settings, lambda store: store.rotate_token(name))
     _audit(settings, action="user_token", user=name)
@@ -132,7 +133,7 @@ def users_token(name: str) -> None:
 @click.argument("name")
 @click.password_option(help="the new password (asked when not given)")
 def users_passwd(name: str, password: str) -> None:
-    """Set NAME's password for the login page (stored with scrypt)."""
+    """Set NAME's password for the login page (stored with scrypt); NAME's browser sessions end."""
     settings = load_settings()
     _run(settings, lambda store: store.set_password(name, password))
     _audit(settings, action="user_passwd", user=name)
@@ -143,7 +144,7 @@ def users_passwd(name: str, password: str) -> None:
 @click.argument("name")
 @click.argument("role", type=ROLE)
 def users_role(name: str, role: str) -> None:
-    """Change NAME's role."""
+    """Change NAME's role; NAME's browser sessions end (they were opened with the old role)."""
     settings = load_settings()
     _run(settings, lambda store: store.set_role(name, role))
     _audit(settings, action="user_role", user=name, role=role)
