@@ -12,6 +12,7 @@ that no other module spells a key out.
 | ``{p}:index:source:{source}`` | zset image_id -> decided_at | worker | review service |
 | ``{p}:index:provenance:{state}`` | zset image_id -> decided_at (state: c2pa-intact, hint ...) | worker | review service |
 | ``{p}:review`` | zset image_id -> priority (flagged, not yet labeled) | worker, review service | review service |
+| ``{p}:records:marker`` | string: ``complete:<id>`` once the records are whole, ``rebuilding:<id>`` (TTL) while rebuilt | worker, ``misinfo verdicts rebuild`` | worker |
 | ``{p}:sightings:{image_id}`` | set of ``source:item`` | ingest | worker (reach), review service |
 | ``{p}:ingest:published:{image_id}`` | string (first publish) | ingest | ingest |
 | ``{p}:ingest:phash:{d}:{band}:{value}`` | set of image ids (near-duplicate bands) | ingest | ingest |
@@ -63,6 +64,11 @@ class Keys:
 
     def review(self) -> str:
         return self._k("review")
+
+    def records_marker(self) -> str:
+        """Present while the verdict records are whole; gone when Redis lost its data (a restart of
+        a memory-only Redis), which makes the workers rebuild them (stream_workers/recovery.py)."""
+        return self._k("records", "marker")
 
     # Ingest.
     def sightings(self, image_id: str) -> str:

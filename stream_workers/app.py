@@ -3,7 +3,8 @@
 Kept thin on purpose: decoding, detection and sinks live in ``processor``/``sinks``; the detector
 knows nothing of Kafka. One model per worker process, run in one dedicated executor thread.
 Besides the detect agent: a task that follows the control topic (hot swap), a timer for consumer
-lag, and ``/metrics`` on Faust's own web server.
+lag, a timer that rebuilds the verdict records when Redis lost them (``recovery``), and ``/metrics``
+on Faust's own web server.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from stream_workers.control import ModelSwapper, follow_control_topic
 from stream_workers.metrics import WorkerMetrics
 from stream_workers.overlap import InOrderOverlap
 from stream_workers.processor import BatchProcessor
+from stream_workers.recovery import RecordsWatch
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +132,8 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
             depth=settings.worker_pipeline_depth,
             on_done=batch_done,
             on_crash=batch_crashed,
+            # Commit as soon as a batch is acked: a crash then repeats only the batches in flight.
+            commit=lambda: app.consumer.commit(),
         )
         try:
             async for events in stream.noack_take(settings.max_batch, within=settings.max_wait_s):
@@ -165,6 +169,16 @@ def create_app(settings: Settings, detector: Any, *, web_enabled: bool = True) -
             metrics.set_lags(lags)
         except Exception:  # noqa: BLE001
             log.warning("consumer lag not measured this time", exc_info=True)
+
+    records = RecordsWatch(settings.kafka_bootstrap, Topics.from_settings(settings), sink)
+
+    @app.timer(interval=2.0)
+    async def records_watch() -> None:
+        # Redis lost its data (a memory-only Redis restarted): rebuild the records from the topics.
+        try:
+            await records.check()
+        except Exception as exc:  # noqa: BLE001 - Redis or the broker down: the next tick tries again
+            log.warning("verdict records not checked this time (%s)", exc)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -14,6 +14,12 @@ Framework-free (the Faust agent only hands payloads in), so it is unit-testable.
   errors (Redis or broker down) are retried with backoff rather than raised, because Faust's
   ``stream.take()`` would ack a batch whose body raised. Offsets therefore move only past work
   that is done: at-least-once, with idempotent sinks.
+- ``finish`` publishes a batch's verdicts *before* it writes their records, so a record in Redis
+  proves its verdict is on the topic: a redelivered batch whose records exist is not published
+  again (fewer repeats for subscribers), and a Redis that lost its records can be rebuilt from the
+  topic alone (``stream_workers/recovery.py``).
+- An event payload over ``MAX_EVENT_BYTES`` is a dead letter before any parsing: images travel by
+  reference, so a giant record on the images topic is a foreign producer's mistake, not an image.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ log = logging.getLogger(__name__)
 
 Send = Callable[[str, str, bytes], Awaitable[None]]  # (topic, key, value), returns once acknowledged
 
+# An ImageEvent is about 1 KB (a caption is capped at 10,000 characters by ingest); anything near the
+# broker's 1 MB message limit is not an image event. Tansu accepts far larger records.
+MAX_EVENT_BYTES = 256 * 1024
+
 
 @dataclass
 class PreparedBatch:
@@ -55,6 +65,7 @@ class PreparedBatch:
     dead: list[DeadLetter]
     ready: list[tuple[ImageEvent, Image.Image]]
     inputs: Any = None  # the detector's prepared model inputs; None: score() runs detect() itself
+    recorded: set[str] = field(default_factory=set)  # image ids whose record (so verdict) exists
 
 
 @dataclass
@@ -115,6 +126,10 @@ class BatchProcessor:
         dead: list[DeadLetter] = []
         events: list[ImageEvent] = []
         for raw in payloads:
+            if len(raw) > MAX_EVENT_BYTES:
+                reason = f"an event of {len(raw)} bytes is over the {MAX_EVENT_BYTES}-byte limit"
+                dead.append(_letter("schema", reason + " (images travel by blob_uri)", "TooLarge", raw=raw))
+                continue
             try:
                 events.append(ImageEvent.parse(raw))
             except ContractError as exc:
@@ -125,6 +140,7 @@ class BatchProcessor:
         todo: list[ImageEvent] = []
         ids = [ev.image_id for ev in events]
         known = await self._retry("redis read", lambda: self.sink.known(ids, version))
+        recorded = {ev.image_id for ev, k in zip(events, known, strict=True) if k is not None}
         # Ingest links near-duplicates: the earlier image's verdict by the same version stands for them.
         linked = [
             ev.near_duplicate_of
@@ -160,7 +176,7 @@ class BatchProcessor:
             else:
                 ready.append((ev, img_or_letter))
 
-        batch = PreparedBatch(stats, detector, done, dead, ready)
+        batch = PreparedBatch(stats, detector, done, dead, ready, recorded=recorded)
         prepare = getattr(detector, "prepare", None)
         if ready and prepare is not None:
             try:
@@ -206,10 +222,12 @@ class BatchProcessor:
         return batch
 
     async def finish(self, batch: PreparedBatch) -> BatchStats:
-        """Write the records and produce the verdicts and dead letters; returns once all are acked."""
+        """Produce the verdicts and dead letters, then write the records; returns once all are acked."""
         done, dead, stats = batch.done, batch.dead, batch.stats
+        # Publish first: a record then always means its verdict is on the topic (see the module doc).
+        news = [(ev, v) for ev, v in done if ev.image_id not in batch.recorded]
+        await self._retry("produce", lambda: self._publish(news, dead))
         await self._retry("redis write", lambda: self.sink.write(done))
-        await self._retry("produce", lambda: self._publish(done, dead))
         now = datetime.now(UTC)
         stats.verdicts = len(done)
         stats.flagged = sum(v.flagged for _, v in done)
@@ -295,7 +313,7 @@ def _letter(
         reason=reason,
         error_type=error_type,
         event=event.to_dict() if event else None,
-        raw=raw.decode("utf-8", errors="replace")[:10_000] if raw is not None else None,
+        raw=raw[:10_000].decode("utf-8", errors="replace") if raw is not None else None,
         blob_uri=event.blob_uri if event else None,
         source_url=event.source_url if event else None,
     )

@@ -119,3 +119,31 @@ def test_depth_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="depth"):
         InOrderOverlap(noop, noop, depth=0)
+
+
+async def test_each_batch_is_committed_right_after_its_acks_and_a_failed_commit_is_not_fatal() -> None:
+    process, log = Gated(), []
+
+    async def ack(event: str) -> None:
+        log.append(event)
+
+    commits = iter([RuntimeError("rebalance in progress"), None, None])
+
+    async def commit() -> None:
+        log.append("commit")
+        outcome = next(commits)
+        if outcome is not None:
+            raise outcome
+
+    overlap = InOrderOverlap(process, ack, depth=2, value=lambda e: e, commit=commit)
+    await overlap.submit(["a", "a2"])
+    await overlap.submit(["b"])
+    process.gate("b").set()
+    process.gate("a").set()
+    assert await overlap.drain(timeout=5)
+    await overlap.submit(["c"])
+    process.gate("c").set()
+    assert await overlap.drain(timeout=5)
+    # The first commit failed; later batches were still acked and committed in order.
+    assert log == ["a", "a2", "commit", "b", "commit", "c", "commit"]
+    assert not overlap.broken

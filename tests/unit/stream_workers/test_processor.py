@@ -1,5 +1,6 @@
 """BatchProcessor with fakes around it: dead letters per kind of bad input, isolation of a model
-error to its image, reuse of known verdicts, retries through an outage instead of raising."""
+error to its image, reuse of known verdicts, retries through an outage instead of raising, and the
+order of a batch's effects (published before recorded; a recorded verdict is not published again)."""
 
 from __future__ import annotations
 
@@ -189,3 +190,48 @@ async def test_a_near_duplicate_reuses_the_earlier_verdict_with_a_reference(blob
     reused = sink.records[resized.image_id]
     assert reused.reused_from == first.image_id and reused.image_id == resized.image_id
     assert reused.scores == sink.records[first.image_id].scores
+
+
+async def test_a_batch_is_published_before_its_records_are_written(blobs):
+    sink, sent = FakeSink(), []
+    events = [_event(blobs, (70 + i, 40)) for i in range(2)]
+    recorded_at_send: list[bool] = []
+
+    async def send(topic: str, key: str, value: bytes) -> None:
+        recorded_at_send.append(key in sink.records)
+        sent.append((topic, key, value))
+
+    proc = BatchProcessor(
+        lambda: FakeDetector(), sink, send, TOPICS, ThreadPoolExecutor(1), retry_backoff_s=(0.001, 0.002)
+    )
+    await proc.process([e.to_json() for e in events])
+    assert recorded_at_send == [False, False] and set(sink.records) == {e.image_id for e in events}
+
+
+async def test_a_redelivered_batch_whose_records_exist_is_not_published_again(blobs):
+    sink, sent = FakeSink(), []
+    det = FakeDetector()
+    proc = _processor(det, sink, sent)
+    old, new = _event(blobs, (80, 40)), _event(blobs, (81, 40))
+    await proc.process([old.to_json()])
+    stats = await proc.process([old.to_json(), new.to_json()])  # a replay after a crash, plus a new one
+    assert [k for t, k, _ in sent if t == "v"] == [old.image_id, new.image_id]  # old once, new once
+    assert stats.verdicts == 2 and stats.reused == 1
+    # A near duplicate is a new image: its reused verdict is published.
+    twin = _event(blobs, (82, 40)).model_copy(update={"near_duplicate_of": new.image_id})
+    await proc.process([twin.to_json()])
+    assert [k for t, k, _ in sent if t == "v"][-1] == twin.image_id
+
+
+async def test_a_giant_payload_is_a_dead_letter_without_being_parsed(blobs):
+    from stream_workers.processor import MAX_EVENT_BYTES
+
+    sink, sent = FakeSink(), []
+    good = _event(blobs, (90, 40))
+    giant = b'{"image_id": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    stats = await _processor(FakeDetector(), sink, sent).process([giant, good.to_json()])
+    (letter,) = [DeadLetter.parse(v) for t, _, v in sent if t == "dl"]
+    assert letter.stage == "schema" and letter.error_type == "TooLarge"
+    assert f"{len(giant)} bytes" in letter.reason and str(MAX_EVENT_BYTES) in letter.reason
+    assert len(letter.raw or "") <= 10_000  # the letter stays small
+    assert stats.verdicts == 1 and set(sink.records) == {good.image_id}
