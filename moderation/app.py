@@ -104,6 +104,8 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         response.headers["Connection"] = "close"
         return response
 
+    routers = (api.router, apidocs.router, pages.router)
+
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
         """405 with every method the path has: Starlette names only the first route's (a path with a
@@ -112,7 +114,8 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         methods = sorted(
             {
                 m
-                for r in app.routes
+                for router in routers
+                for r in router.routes
                 if isinstance(r, APIRoute) and r.path_regex.match(path)
                 for m in r.methods or ()
             }

@@ -328,3 +328,16 @@ def test_the_upload_form_refuses_a_caption_the_api_refuses(server, settings):
             headers={**bearer(token)},
         )
         assert api.status_code == 422
+
+
+# -- schemathesis's findings ----------------------------------------------------------------------
+def test_a_405_names_every_method_the_path_has(server, settings):
+    token = add_user(settings, "olli", "admin")
+    with server.client() as c:
+        for method, path, allow in (
+            ("OPTIONS", "/api/users", "GET, POST"),
+            ("DELETE", "/api/queue", "GET"),
+            ("PUT", f"/api/items/{ZERO}/label", "POST"),
+        ):
+            r = c.request(method, path, headers=bearer(token))
+            assert r.status_code == 405 and r.headers["allow"] == allow, (method, path, r.headers)
