@@ -131,14 +131,16 @@ def with_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class CollectGroup(click.Group):
-    """Turns "broker unreachable" at start-up into a one-line error and exit status 2."""
+    """Turns "broker unreachable" and an unusable provenance setting at start-up into a one-line
+    error and exit status 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
         from ingest.exceptions import PublishError
+        from ingest.provenance import ProvenanceConfigError
 
         try:
             return super().invoke(ctx)
-        except PublishError as exc:
+        except (PublishError, ProvenanceConfigError) as exc:
             log.error("collect: %s", exc)
             sys.exit(2)
 

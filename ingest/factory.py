@@ -19,6 +19,7 @@ def build_ingestor(settings: Settings) -> Any:
     from ingest.provenance import ProvenanceConfig
     from ingest.publisher import Publisher, PublisherConfig
 
+    provenance = ProvenanceConfig.from_settings(settings)  # a bad trust list fails before any connection
     return Ingestor(
         blobs=open_blob_store(settings.blob_root),
         publisher=Publisher(PublisherConfig(bootstrap=settings.kafka_bootstrap)),
@@ -29,7 +30,7 @@ def build_ingestor(settings: Settings) -> Any:
         ),
         topics=Topics.from_settings(settings),
         max_pixels=settings.max_image_pixels,
-        provenance=ProvenanceConfig.from_settings(settings),
+        provenance=provenance,
     )
 
 

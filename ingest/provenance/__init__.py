@@ -25,6 +25,10 @@ C2PA_MIME = {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEB
              "TIFF": "image/tiff", "GIF": "image/gif"}  # fmt: skip
 
 
+class ProvenanceConfigError(ValueError):
+    """A provenance setting that cannot be used (the message names it and the remedy)."""
+
+
 @dataclass(frozen=True)
 class ProvenanceConfig:
     """``trust_pem``: PEM bundle of trusted C2PA signing roots ('' = judge no trust);
@@ -42,7 +46,7 @@ class ProvenanceConfig:
             try:
                 anchors = Path(anchors).read_text()
             except OSError as exc:
-                raise ValueError(
+                raise ProvenanceConfigError(
                     f"MISINFO_C2PA_TRUST_ANCHORS={anchors!r} cannot be read ({exc.strerror}); "
                     "point it at a PEM file of trusted C2PA roots, or leave it empty"
                 ) from None
