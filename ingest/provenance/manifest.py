@@ -128,10 +128,10 @@ def read_manifest(data: bytes, mime: str, trust_pem: str) -> C2paEvidence:
         )
     results = store.get("validation_results") or {}
     # Trust is judged on its own, so a tampered manifest still says whether its signer is trusted.
-    codes = {
+    passed = {
         str(c.get("code"))
         for c in (results.get("activeManifest") or {}).get("success", [])
         if isinstance(c, dict)
     }
-    trusted = "signingCredential.trusted" in codes if trust_pem else None
+    trusted = "signingCredential.trusted" in passed if trust_pem else None
     return summarize(state, trusted, results, manifest)

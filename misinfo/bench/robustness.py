@@ -70,7 +70,7 @@ def _kept(src: Image.Image, fmt: str) -> dict[str, Any]:
 
         info = PngInfo()
         for key, value in src.info.items():
-            if isinstance(value, str) and key not in ("XML:com.adobe.xmp",):
+            if isinstance(key, str) and isinstance(value, str) and key != "XML:com.adobe.xmp":
                 info.add_text(key, value)
         kw["pnginfo"] = info
     return kw
