@@ -184,12 +184,33 @@ def signal_state(kind: str, data: bytes, trust_pem: str) -> str:
     return "kept" if any(h.where.startswith("PNG text") for h in pv.hints) else "lost"
 
 
-def provenance_survival(images: list[Image.Image], n: int) -> dict[str, dict[str, dict[str, int]]]:
+def reader_ms(variants: list[dict[str, bytes]], trust_pem: str, repeat: int = 20) -> dict[str, float]:
+    """Median milliseconds of one provenance read per kind of file (the SDK's setup excluded)."""
+    from ingest.provenance import ProvenanceConfig, read_provenance
+
+    config = ProvenanceConfig(trust_pem=trust_pem)
+    kinds = {"plain": [strip(v["exif"]) for v in variants], **{k: [v[k] for v in variants] for k in SIGNALS}}
+    read_provenance(variants[0]["c2pa"], "JPEG", config)  # the C2PA SDK's one-time setup
+    out = {}
+    for kind, files in kinds.items():
+        times = []
+        for data in files:
+            fmt = "PNG" if data[:4] == b"\x89PNG" else "JPEG"
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                read_provenance(data, fmt, config)
+                times.append((time.perf_counter() - t0) * 1000)
+        out[kind] = round(statistics.median(times), 3)
+    return out
+
+
+def provenance_survival(images: list[Image.Image], n: int) -> tuple[dict[str, Any], dict[str, float]]:
+    """Per transformation and kind of signal: how many copies still carry it; and the reader's cost."""
     from misinfo.provenance_samples import make_test_ca
 
     ca = make_test_ca("robustness bench")
     variants = [signal_variants(im, ca) for im in images[:n]]
-    out: dict[str, dict[str, dict[str, int]]] = {}
+    out: dict[str, Any] = {}
     for name, fn in {"original": lambda d: d, **TRANSFORMS}.items():
         row: dict[str, dict[str, int]] = {}
         for kind in SIGNALS:
@@ -200,7 +221,7 @@ def provenance_survival(images: list[Image.Image], n: int) -> dict[str, dict[str
             }
             row[kind].setdefault("kept", 0)
         out[name] = row
-    return out
+    return out, reader_ms(variants, ca.root_pem)
 
 
 # --- the model -------------------------------------------------------------------------------------
@@ -320,7 +341,7 @@ def bench_robustness(
     if not files:
         raise click.UsageError("no images: --images names an empty folder")
     _say(f"{len(files)} images; provenance signals on {min(provenance_images, len(files))} of them")
-    survival = provenance_survival([_open(f) for f in files], provenance_images)
+    survival, read_ms = provenance_survival([_open(f) for f in files], provenance_images)
     with tempfile.TemporaryDirectory(prefix="misinfo-robust-") as tmp:
         if not models:
             from detector.tiny import build_tiny_checkpoint
@@ -337,6 +358,7 @@ def bench_robustness(
                         "images": len(files),
                         **figures,
                         "provenance_signals": survival,
+                        "provenance_reader_ms": read_ms,
                         "config": {
                             "source": "records" if records else "folder" if images else "generated",
                             "device": device,

@@ -40,7 +40,8 @@ def test_reencodes_keep_exif_and_xmp_and_the_screenshot_keeps_nothing() -> None:
 
 
 def test_provenance_survival_counts_each_signal() -> None:
-    rows = rb.provenance_survival([scene(2, (64, 48))], 1)
+    rows, read_ms = rb.provenance_survival([scene(2, (64, 48))], 1)
+    assert set(read_ms) == {"plain", *rb.SIGNALS} and all(v > 0 for v in read_ms.values())
     assert all(rows["original"][kind]["kept"] == 1 for kind in rb.SIGNALS)
     assert rows["jpeg95"]["c2pa"]["kept"] == 0  # a re-encode never carries a manifest
     assert rows["jpeg95"]["xmp"]["kept"] == 1 and rows["jpeg95"]["exif"]["kept"] == 1
@@ -67,3 +68,4 @@ def test_cli_prints_one_json_line_per_model(tiny_ckpt) -> None:
     row = lines[0]["transforms"]["strip"]
     assert row["flip_rate"] == 0.0 and row["fake_score_shift_mean"] == 0.0  # same pixels, same verdict
     assert set(lines[0]["transforms"]) == set(rb.TRANSFORMS) and lines[0]["images"] == 4
+    assert set(lines[0]["provenance_signals"]) == {"original", *rb.TRANSFORMS}
