@@ -19,11 +19,13 @@ that no other module spells a key out.
 | ``{p}:labels:{image_id}`` | hash moderator -> Label JSON | review service | worker, trainer |
 | ``{p}:labeled``, ``{p}:label-events``, ``{p}:label-seq`` | zsets / counter | review service | review service |
 | ``{p}:skipped:{user}`` | set | review service | review service |
+| ``{p}:lock:{image_id}`` | string: the moderator who has the item open (TTL, renewed by the page) | review service | review service |
+| ``{p}:undo:{user}`` | string: the user's last label and what it replaced, while it may be undone (TTL) | review service | review service |
 | ``{p}:audit`` | stream | review service, ``misinfo users`` | review service |
 | ``{p}:user:{name}``, ``{p}:users``, ``{p}:token:{digest}`` | hash (role, digests, credential generation) / set / string | ``misinfo users``, review service | review service |
 | ``{p}:session:{digest}`` | hash (TTL) | review service | review service |
 | ``{p}:login:address:{addr}``, ``{p}:login:pair:{name}:{addr}`` | hash: failures, blocked-until (TTL) | review service | review service |
-| ``{p}:training:{name}`` | counters, sets, lists of the retrain trigger | retrain watcher | watcher, trainer |
+| ``{p}:training:{name}`` | counters, sets, lists of the retrain trigger (``counted``, ``retracted``: undo) | retrain watcher | watcher, trainer |
 """
 
 from __future__ import annotations
@@ -95,6 +97,14 @@ class Keys:
 
     def skipped(self, user: str) -> str:
         return self._k("skipped", user)
+
+    def lock(self, image_id: str) -> str:
+        """Who has the item open (a lease with a TTL that the item page renews)."""
+        return self._k("lock", image_id)
+
+    def undo(self, user: str) -> str:
+        """The user's last label while it may still be undone (a ticket with a TTL)."""
+        return self._k("undo", user)
 
     def audit(self) -> str:
         return self._k("audit")

@@ -1,17 +1,20 @@
-"""Contracts the workers and the moderation service publish: ``Verdict`` and ``Label``."""
+"""Contracts the workers and the moderation service publish: ``Verdict`` and ``Label`` (with the
+``Region`` boxes a label may carry)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.contracts.base import Contract, Timestamp, utcnow
-from core.contracts.provenance import Provenance
+from core.contracts.provenance import Part, Provenance
 
 VerdictLabel = Literal["authentic", "manipulated", "synthesized", "uncertain"]
 HumanLabel = Literal["authentic", "manipulated", "synthesized"]
 LabelSource = Literal["model", "provenance", "both"]
+MAX_REGIONS = 32  # boxes on one label; more is a drawing accident, not evidence
 
 
 class Verdict(Contract):
@@ -51,8 +54,36 @@ class Verdict(Contract):
         return scores
 
 
+class Region(Part):
+    """A box a moderator drew where the image is manipulated or synthesized: its top-left corner and
+    size as fractions of the image's width and height, so it holds at any resolution."""
+
+    x: float = Field(ge=0.0, le=1.0)
+    y: float = Field(ge=0.0, le=1.0)
+    w: float = Field(gt=0.0, le=1.0)
+    h: float = Field(gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _inside(self) -> Region:
+        if self.x + self.w > 1.0 + 1e-6 or self.y + self.h > 1.0 + 1e-6:
+            raise ValueError("a region must lie inside the image (x + w <= 1 and y + h <= 1)")
+        return self
+
+
 class Label(Contract):
-    """A moderator's judgment of one image: the system's ground truth."""
+    """A moderator's judgment of one image: the system's ground truth.
+
+    Optional fields (added without a ``schema_version`` bump):
+
+    - ``regions``: boxes marking where the image is manipulated or synthesized (none on an
+      ``authentic`` label); exported with the training set.
+    - ``retracted_at``: set on a *retraction*, the message the review service publishes when a
+      moderator undoes a label. A retraction repeats the withdrawn label field for field
+      (``image_id``, ``moderator_id``, ``labeled_at``, ``label`` ...) and adds the time of the undo,
+      so :meth:`identity` names the label it withdraws. Readers that know the field drop both
+      (the retrain watcher takes the label's counts back, the dataset builder ignores it); a reader
+      from before it sees the same label twice, which it already treats as a replay.
+    """
 
     image_id: str = Field(pattern=r"^[0-9a-f]{64}$")
     label: HumanLabel
@@ -60,3 +91,25 @@ class Label(Contract):
     verdict_model_version: str | None
     note: str = ""
     labeled_at: Timestamp = Field(default_factory=utcnow)
+    regions: list[Region] = Field(default=[], max_length=MAX_REGIONS)
+    retracted_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _regions_mark_fakes(self) -> Label:
+        if self.regions and self.label == "authentic":
+            raise ValueError(
+                "an authentic label carries no regions (they mark manipulated or synthesized parts)"
+            )
+        return self
+
+    @property
+    def is_retraction(self) -> bool:
+        return self.retracted_at is not None
+
+    def identity(self) -> str:
+        """``image_id:moderator_id:labeled_at``: one label, and every retraction of it."""
+        return f"{self.image_id}:{self.moderator_id}:{self.labeled_at.isoformat()}"
+
+    def retraction(self, at: datetime | None = None) -> Label:
+        """The message that withdraws this label (see the class docstring)."""
+        return self.model_copy(update={"retracted_at": at or utcnow()})
