@@ -6,6 +6,12 @@ conversation JSON format and a versioned manifest.
   through the ``ImageEvent`` kept in the verdict record (``{p}:verdict:{image_id}``, field ``event``).
 - Several moderators on one image: the majority label wins (ties: the most recent label); the
   answer's reasons are the winning moderators' latest note, else the detector's default reasons.
+- Undo: a retraction (a ``Label`` with ``retracted_at``, published when a moderator undoes a label)
+  removes the label it repeats; the moderator's previous label, if any, counts again. Redis holds
+  the labels as they are after the undo already; a replay of the topic needs the retractions.
+- Regions: the boxes the winning moderators drew (``Label.regions``, fractions of the image's width
+  and height) go into each training record (``"regions"``) and the manifest's rows, each with the
+  moderator who drew it; a dataset with regions includes them in its version digest.
 - Near-duplicates (perceptual-hash Hamming distance within ``phash_distance``) form one group, and a
   group lies wholly in train or wholly in validation, so re-shares of one picture never leak across.
 - Class balancing oversamples the training split up to the largest class (the re-share
@@ -53,6 +59,7 @@ class LabeledImage:
     path: str | None = None
     phash: str | None = None
     moderators: list[str] = field(default_factory=list)
+    regions: list[dict[str, Any]] = field(default_factory=list)  # {x, y, w, h, moderator}
 
     def read_bytes(self) -> bytes:
         if self.path:
@@ -64,13 +71,37 @@ class LabeledImage:
         raise ValueError(f"{self.image_id}: no image (neither path nor blob_uri)")
 
 
+def live_labels(labels: Iterable[Any]) -> list[Any]:
+    """The labels no retraction withdrew (the retractions themselves dropped too)."""
+    labels = list(labels)
+    withdrawn = {lb.identity() for lb in labels if getattr(lb, "retracted_at", None) is not None}
+    return [
+        lb for lb in labels if getattr(lb, "retracted_at", None) is None and lb.identity() not in withdrawn
+    ]
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The training label of one image and where it came from."""
+
+    label: str
+    note: str
+    moderators: list[str]
+    regions: list[dict[str, Any]]  # the winning moderators' boxes, each with its moderator
+
+
 def aggregate_labels(labels: Iterable[Any]) -> dict[str, tuple[str, str, list[str]]]:
     """image_id -> (label, note, moderators) from :class:`~core.contracts.verdicts.Label`s.
 
     The latest label of each moderator counts; the majority wins, ties go to the most recent.
     """
+    return {k: (a.label, a.note, a.moderators) for k, a in aggregate(labels).items()}
+
+
+def aggregate(labels: Iterable[Any]) -> dict[str, Aggregate]:
+    """:func:`aggregate_labels` with the regions; retracted labels (undone) do not count."""
     latest: dict[tuple[str, str], Any] = {}
-    for lb in labels:
+    for lb in live_labels(labels):
         key = (lb.image_id, lb.moderator_id)
         if key not in latest or lb.labeled_at >= latest[key].labeled_at:
             latest[key] = lb
@@ -84,7 +115,14 @@ def aggregate_labels(labels: Iterable[Any]) -> dict[str, tuple[str, str, list[st
         label = max(votes, key=lambda c: (votes[c], newest[c]))
         winners = sorted((lb for lb in lbs if lb.label == label), key=lambda lb: lb.labeled_at)
         notes = [lb.note for lb in winners if lb.note.strip()]
-        out[image_id] = (label, notes[-1] if notes else "", sorted(lb.moderator_id for lb in lbs))
+        regions = [
+            {**r.model_dump(), "moderator": lb.moderator_id}
+            for lb in winners
+            for r in getattr(lb, "regions", [])
+        ]
+        out[image_id] = Aggregate(
+            label, notes[-1] if notes else "", sorted(lb.moderator_id for lb in lbs), regions
+        )
     return out
 
 
@@ -92,7 +130,7 @@ def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Label
     from core.contracts.images import ImageEvent
 
     items = []
-    for image_id, (label, note, mods) in sorted(aggregate_labels(labels).items()):
+    for image_id, agg in sorted(aggregate(labels).items()):
         raw = redis.hget(Keys(prefix).verdict(image_id), "event")
         if raw is None:
             log.warning("labeled image %s has no verdict record with its event; skipped", image_id)
@@ -100,7 +138,14 @@ def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Label
         event = ImageEvent.parse(raw)
         items.append(
             LabeledImage(
-                image_id, label, note, "labels", blob_uri=event.blob_uri, phash=event.phash, moderators=mods
+                image_id,
+                agg.label,
+                agg.note,
+                "labels",
+                blob_uri=event.blob_uri,
+                phash=event.phash,
+                moderators=agg.moderators,
+                regions=agg.regions,
             )
         )
     return items
@@ -263,7 +308,10 @@ def build_dataset(
     train_order = balance(train_idx, labels, seed) if balance_classes else train_idx
 
     def record(i: int) -> dict[str, Any]:
-        return conversation_record(files[i], format_answer(kept[i].label, kept[i].note), id=kept[i].image_id)
+        rec = conversation_record(files[i], format_answer(kept[i].label, kept[i].note), id=kept[i].image_id)
+        if kept[i].regions:
+            rec["regions"] = kept[i].regions
+        return rec
 
     (out / "train.json").write_text(json.dumps([record(i) for i in train_order], indent=1))
     (out / "val.json").write_text(json.dumps([record(i) for i in val_idx], indent=1))
@@ -277,6 +325,7 @@ def build_dataset(
             "phash": hashes[i],
             "source": it.source,
             "moderators": it.moderators,
+            "regions": it.regions,
         }
         for i, it in enumerate(kept)
     ]
@@ -286,9 +335,13 @@ def build_dataset(
         "seed": seed,
         "balance_classes": balance_classes,
     }
+    # Regions join the digest only when there are some: datasets without any keep their versions.
     digest = hashlib.sha256(
         json.dumps(
-            [[r["image_id"], r["label"], r["split"]] for r in sorted(rows, key=lambda r: r["image_id"])]
+            [
+                [r["image_id"], r["label"], r["split"]] + ([r["regions"]] if r["regions"] else [])
+                for r in sorted(rows, key=lambda r: r["image_id"])
+            ]
             + [params]
         ).encode()
     ).hexdigest()
@@ -305,6 +358,7 @@ def build_dataset(
             "train": dict(Counter(labels[i] for i in train_idx)),
             "train_balanced": dict(Counter(labels[i] for i in train_order)),
             "val": dict(Counter(labels[i] for i in val_idx)),
+            "with_regions": sum(1 for it in kept if it.regions),
         },
         "files": {"train": "train.json", "val": "val.json"},
         "records": rows,

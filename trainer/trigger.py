@@ -12,6 +12,13 @@ the claim is a Redis ``SET NX``, so several feedback agents never start two). Ke
 ``{prefix}:training:``: ``labels_total``, ``seen`` (label identities, so a replayed label is not
 counted twice), ``recent`` (0/1 disagreements, newest first), ``per_class:{label}``,
 ``labels_at_last``, ``last_started_at``, ``in_flight`` (submission id), ``history`` (JSON lines).
+
+Undo: a moderator's undo arrives as a retraction of the label (``Label.retracted_at`` set, same
+identity). :meth:`TriggerState.retract_label` takes the label's counts back once (``retracted`` holds
+the identities taken back; ``counted`` maps each counted identity to the training it was counted
+under and its disagreement bit): ``labels_total`` and ``per_class`` go down; if no training started
+since the label was counted, its bit leaves ``recent``, else ``labels_at_last`` goes down too (the
+training already counted it, so ``new_labels`` stays right).
 """
 
 from __future__ import annotations
@@ -103,12 +110,45 @@ class TriggerState:
         ident = f"{label.image_id}:{label.moderator_id}:{label.labeled_at.isoformat()}"
         if not self.r.sadd(self.keys.training("seen"), ident):
             return False
+        bit = None if served_label is None else int(served_label != label.label)
+        started = self.r.get(self.keys.training("last_started_at"))
         pipe = self.r.pipeline(transaction=True)
         pipe.incr(self.keys.training("labels_total"))
         pipe.incr(self.keys.training("per_class", label.label))
-        if served_label is not None:
-            pipe.lpush(self.keys.training("recent"), int(served_label != label.label))
+        if bit is not None:
+            pipe.lpush(self.keys.training("recent"), bit)
             pipe.ltrim(self.keys.training("recent"), 0, max(window, 1) - 1)
+        # Which training's count it joined, and its bit: what an undo needs to take it back exactly.
+        pipe.hset(self.keys.training("counted"), ident, json.dumps([_text(started), bit]))
+        pipe.execute()
+        return True
+
+    def retract_label(self, label: Any) -> bool:
+        """Take back the counts of the label that ``label`` (a retraction) withdraws, once.
+        Returns False for a retraction already applied, or of a label never counted."""
+        ident = label.identity()
+        if not self.r.sadd(self.keys.training("retracted"), ident):
+            return False
+        if self.r.sadd(self.keys.training("seen"), ident):
+            return False  # never counted; now a late (replayed) copy of the label never will be
+        raw, started = (
+            self.r.hget(self.keys.training("counted"), ident),
+            self.r.get(self.keys.training("last_started_at")),
+        )
+        if raw is not None:
+            counted_under, bit = json.loads(raw)
+            before_last = counted_under != _text(started)
+        else:  # counted before undo existed: its time says which side of the last start it fell
+            bit = None
+            before_last = started is not None and label.labeled_at.timestamp() < float(started)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.decr(self.keys.training("labels_total"))
+        pipe.decr(self.keys.training("per_class", label.label))
+        if before_last:
+            pipe.decr(self.keys.training("labels_at_last"))
+        elif bit is not None:
+            pipe.lrem(self.keys.training("recent"), 1, bit)
+        pipe.hdel(self.keys.training("counted"), ident)
         pipe.execute()
         return True
 
@@ -151,6 +191,10 @@ class TriggerState:
 
     def history(self) -> list[dict[str, Any]]:
         return [json.loads(x) for x in self.r.lrange(self.keys.training("history"), 0, -1)]
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def maybe_trigger(

@@ -36,7 +36,8 @@ class FeedbackHandler:
         self.submitter = submitter
 
     def handle(self, payload: bytes) -> bool:
-        """Record a Label payload; returns whether it was new. Invalid payloads are logged and dropped."""
+        """Record a Label payload (or apply a retraction: an undo); returns whether the counts changed.
+        Invalid payloads are logged and dropped."""
         from core.contracts.base import ContractError
         from core.contracts.verdicts import Label
 
@@ -45,6 +46,8 @@ class FeedbackHandler:
         except ContractError as exc:
             log.warning("dropping an invalid label: %s", exc)
             return False
+        if label.is_retraction:  # a moderator's undo: the label's counts are taken back
+            return self.state.retract_label(label)
         # The model's own label, not the final one: a label decided by provenance (a C2PA manifest
         # declaring AI) that the model missed is a disagreement worth learning from.
         model, final = self.redis.hmget(

@@ -6,6 +6,7 @@ from misinfo.samples import scene
 from trainer.data import conversation_record, read_records
 from trainer.dataset import (
     LabeledImage,
+    aggregate,
     aggregate_labels,
     balance,
     build_dataset,
@@ -85,3 +86,49 @@ def test_build_writes_splits_and_a_versioned_manifest(tmp_path):
     assert row["label"] == "synthesized" and row["source"] == "labels"
     again = build_dataset([*items, extra], tmp_path / "ds2", val_fraction=0.34, seed=3)
     assert again["version"] == manifest["version"]  # same data, same version
+
+
+def test_an_undone_label_does_not_count_and_the_previous_one_comes_back():
+    first = lab("d", "manipulated", "m1", 0, "spliced sky")
+    second = lab("d", "authentic", "m1", 1)  # m1 changed their mind, then undid that
+    other = lab("e", "synthesized", "m2", 0)
+    out = aggregate_labels([first, second, second.retraction(), other, other.retraction()])
+    assert out["d" * 64] == ("manipulated", "spliced sky", ["m1"])
+    assert "e" * 64 not in out  # its only label was withdrawn
+    # A retraction read before its label (a merged replay) withdraws it all the same.
+    assert "e" * 64 not in aggregate_labels([other.retraction(), other])
+
+
+def test_regions_of_the_winning_labels_go_into_the_records_and_the_manifest(tmp_path):
+    box = {"x": 0.25, "y": 0.5, "w": 0.5, "h": 0.25}
+    boxed = Label(
+        image_id="f" * 64,
+        label="manipulated",
+        moderator_id="m1",
+        verdict_model_version=None,
+        regions=[box],
+        labeled_at=T0,
+    )
+    losing = lab("f", "synthesized", "m2", 1).model_copy(update={"regions": []})
+    agg = aggregate([boxed, lab("f", "manipulated", "m3", 2), losing])
+    assert agg["f" * 64].regions == [{**box, "moderator": "m1"}]
+
+    scene(1, (64, 64)).save(tmp_path / "a.png")
+    scene(2, (64, 64)).save(tmp_path / "b.png")
+    items = [
+        LabeledImage("1" * 64, "manipulated", path=str(tmp_path / "a.png"), regions=agg["f" * 64].regions),
+        LabeledImage("2" * 64, "authentic", path=str(tmp_path / "b.png")),
+    ]
+    manifest = build_dataset(items, tmp_path / "ds", val_fraction=0.0)
+    rows = {r["image_id"]: r for r in manifest["records"]}
+    assert rows["1" * 64]["regions"] == [{**box, "moderator": "m1"}] and rows["2" * 64]["regions"] == []
+    assert manifest["counts"]["with_regions"] == 1
+    train = json.loads((tmp_path / "ds" / "train.json").read_text())
+    assert [r["regions"] for r in train if r["id"] == "1" * 64][0] == [{**box, "moderator": "m1"}]
+    assert all("regions" not in r for r in train if r["id"] == "2" * 64)
+    assert len(read_records(tmp_path / "ds" / "train.json")) == len(train)  # the trainer still reads them
+    moved = [LabeledImage(**{**vars(items[0]), "regions": [{**box, "x": 0.0, "moderator": "m1"}]}), items[1]]
+    assert build_dataset(moved, tmp_path / "ds2", val_fraction=0.0)["version"] != manifest["version"]
+    plain = [LabeledImage(**{**vars(items[0]), "regions": []}), items[1]]
+    unboxed = build_dataset(plain, tmp_path / "ds3", val_fraction=0.0)
+    assert unboxed["version"] != manifest["version"]
