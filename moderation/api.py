@@ -3,29 +3,33 @@
 Authentication: ``Authorization: Bearer <token>`` (tokens from ``misinfo users add``), or the
 browser session cookie, which then needs the ``X-CSRF-Token`` header on every POST. No or a bad
 credential -> 401; a role below the route's -> 403. Roles: viewer (read), moderator (label, upload,
-explain), admin (users, audit).
+explain, undo, lock), admin (users, audit).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contracts.images import ImageEvent
+from core.contracts.images import ImageEvent, Source
 from core.contracts.provenance import ProvenanceState
-from core.contracts.verdicts import HumanLabel, Label, Verdict
+from core.contracts.verdicts import MAX_REGIONS, HumanLabel, Label, Region, Verdict, VerdictLabel
 from core.keys import Keys
 from ingest.blobs import BlobNotFound, read_blob
 from moderation.auth import ROLES, AuthError, Role, User, csrf_ok
 from moderation.explain import ExplainUnavailable
 from moderation.label_producer import FeedbackUnavailable
-from moderation.service import MAX_NOTE, Moderation
+from moderation.locks import RENEW_S, Lock
+from moderation.metadata import read_metadata
+from moderation.search import HumanFilter, SearchQuery, search
+from moderation.service import MAX_NOTE, ItemLocked, Moderation, NothingToUndo
 from moderation.store import Item
 from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected
 
@@ -100,6 +104,7 @@ class QueueEntryOut(BaseModel):
     unstable: bool | None = Field(
         description="the label changed under the JPEG re-check (null: not re-checked)"
     )
+    locked_by: str | None = Field(default=None, description="the moderator who has the item open")
 
 
 class QueueOut(BaseModel):
@@ -108,6 +113,24 @@ class QueueOut(BaseModel):
     offset: int
     limit: int
     next_offset: int | None
+
+
+class LockOut(BaseModel):
+    image_id: str
+    holder: str = Field(description="the moderator who has the item open")
+    mine: bool = Field(description="the holder is you")
+    expires_at: float = Field(description="unix seconds; the page renews the lock while it is open")
+    renew_every_s: float
+
+
+def lock_out(lock: Lock, user: User) -> LockOut:
+    return LockOut(
+        image_id=lock.image_id,
+        holder=lock.holder,
+        mine=lock.held_by(user.name),
+        expires_at=round(lock.expires_at, 3),
+        renew_every_s=RENEW_S,
+    )
 
 
 class ItemOut(BaseModel):
@@ -122,16 +145,107 @@ class ItemOut(BaseModel):
     explanation: str = Field(description="empty until generated (POST .../explain)")
     explanation_model_version: str | None
     image_url: str
+    lock: LockOut | None = Field(default=None, description="who has the item open (GET /api/items/{id} only)")
+
+
+class RegionIn(BaseModel):
+    """A box: top-left corner and size as fractions of the image; a box past an edge is cut there."""
+
+    x: float = Field(ge=0.0, lt=1.0)
+    y: float = Field(ge=0.0, lt=1.0)
+    w: float = Field(gt=0.0, le=1.0)
+    h: float = Field(gt=0.0, le=1.0)
+
+    def region(self) -> Region:
+        return Region(x=self.x, y=self.y, w=min(self.w, 1.0 - self.x), h=min(self.h, 1.0 - self.y))
+
+
+# An authentic label carries no regions: said in the schema too, so clients (and schemathesis) know.
+NO_REGIONS_ON_AUTHENTIC: dict[str, Any] = {
+    "if": {"properties": {"label": {"const": "authentic"}}, "required": ["label"]},
+    "then": {"properties": {"regions": {"maxItems": 0}}},
+}
 
 
 class LabelIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra=NO_REGIONS_ON_AUTHENTIC)
+
     label: HumanLabel
     note: str = Field(default="", max_length=MAX_NOTE)
+    regions: list[RegionIn] = Field(
+        default=[],
+        max_length=MAX_REGIONS,
+        description="boxes where the image is manipulated or synthesized (none on an authentic label)",
+    )
+
+    @model_validator(mode="after")
+    def _no_regions_on_authentic(self) -> LabelIn:
+        if self.regions and self.label == "authentic":
+            raise ValueError("an authentic label carries no regions")
+        return self
 
 
 class LabelOut(BaseModel):
     label: Label
     item: ItemOut
+
+
+class UndoOut(BaseModel):
+    retraction: Label = Field(description="published on the feedback topic: the label with retracted_at")
+    restored: Label | None = Field(description="your earlier label of this image, which counts again")
+    item: ItemOut | None
+
+
+class SearchHitOut(BaseModel):
+    image_id: str
+    decided_at: float
+    label: str = Field(description="the verdict's final label")
+    flagged: bool
+    source: str
+    author: str
+    text: str = Field(description="the caption, cut at 200 characters")
+    source_url: str
+    in_queue: bool
+    human_labels: list[str] = Field(description="the moderators' labels, oldest first")
+    locked_by: str | None
+    url: str
+
+
+class SearchOut(BaseModel):
+    hits: list[SearchHitOut]
+    total: int = Field(description="matches among the scanned verdicts")
+    scanned: int = Field(description="verdicts looked at, newest first")
+    truncated: bool = Field(
+        description="the scan stopped at its limit: narrow the dates to look further back"
+    )
+    offset: int
+    limit: int
+    next_offset: int | None
+
+
+class MetadataFieldOut(BaseModel):
+    key: str
+    value: str
+    truncated: bool
+    spoke: bool = Field(description="the provenance reader found a generator or a declaration here")
+
+
+class MetadataSectionOut(BaseModel):
+    name: str = Field(description="EXIF, XMP, IPTC, PNG text or Comment")
+    fields: list[MetadataFieldOut]
+    more: int = Field(description="fields not listed (over the limit)")
+
+
+class MetadataOut(BaseModel):
+    image_id: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    icc_profile: bool
+    c2pa_store_bytes: int
+    sections: list[MetadataSectionOut]
+    problems: list[str] = Field(description="parts that could not be read, with the reason")
 
 
 class ExplanationOut(BaseModel):
@@ -240,10 +354,13 @@ async def get_queue(
     responses={404: {"description": "no verdict for this image (yet)"}},
 )
 async def get_item(request: Request, image_id: str, user: Viewer) -> ItemOut:
-    item = await moderation(request).store.item(check_image_id(image_id))
+    mod = moderation(request)
+    item = await mod.store.item(check_image_id(image_id))
     if item is None:
         raise HTTPException(404, "no verdict for this image (yet)")
-    return item_out(item)
+    out = item_out(item)
+    lock = await mod.locks.holder(image_id)
+    return out.model_copy(update={"lock": lock_out(lock, user)}) if lock else out
 
 
 @router.get(
@@ -253,8 +370,6 @@ async def get_item(request: Request, image_id: str, user: Viewer) -> ItemOut:
     responses={200: {"content": {"image/*": {}}}, 404: {"description": "no such image"}},
 )
 async def get_image(request: Request, image_id: str, user: Viewer) -> Response:
-    import asyncio
-
     item = await moderation(request).store.item(check_image_id(image_id))
     if item is None or item.event is None:
         raise HTTPException(404, "no such image")
@@ -275,18 +390,167 @@ async def get_image(request: Request, image_id: str, user: Viewer) -> Response:
     summary="Label an image (moderator); it leaves the queue and goes to the feedback topic",
     responses={
         404: {"description": "no verdict for this image"},
+        409: {"description": "another moderator has the item open (its lock)"},
         503: {"description": "broker down"},
         **BODY_RESPONSES,
     },
 )
 async def post_label(request: Request, image_id: str, body: LabelIn, user: Moderator) -> LabelOut:
+    regions = [r.region() for r in body.regions]
     try:
-        lb, item = await moderation(request).label(check_image_id(image_id), user, body.label, body.note)
+        lb, item = await moderation(request).label(
+            check_image_id(image_id), user, body.label, body.note, regions
+        )
     except KeyError:
         raise HTTPException(404, "no verdict for this image") from None
+    except ItemLocked as exc:
+        raise HTTPException(409, str(exc)) from None
     except FeedbackUnavailable as exc:
         raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
     return LabelOut(label=lb, item=item_out(item))
+
+
+@router.post(
+    "/items/{image_id}/label/undo",
+    response_model=UndoOut,
+    summary="Undo your last label (moderator), within a minute: a retraction goes to the feedback topic",
+    responses={
+        404: {"description": "nothing to undo: your last label is not on this image, or is too old"},
+        503: {"description": "broker down (nothing changed; retry)"},
+        **BODY_RESPONSES,
+    },
+)
+async def post_undo(request: Request, image_id: str, user: Moderator) -> UndoOut:
+    try:
+        retraction, restored, item = await moderation(request).undo(check_image_id(image_id), user)
+    except NothingToUndo as exc:
+        raise HTTPException(404, str(exc)) from None
+    except FeedbackUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
+    return UndoOut(retraction=retraction, restored=restored, item=item_out(item) if item else None)
+
+
+@router.post(
+    "/items/{image_id}/lock",
+    response_model=LockOut,
+    summary="Take or renew the item's lock (moderator): others see that you have it open",
+    responses={
+        404: {"description": "no verdict for this image"},
+        409: {"model": LockOut, "description": "another moderator has it open (the body says who)"},
+        **BODY_RESPONSES,
+    },
+)
+async def post_lock(request: Request, image_id: str, user: Moderator) -> Response:
+    mod = moderation(request)
+    if not await mod.store.exists(check_image_id(image_id)):
+        raise HTTPException(404, "no verdict for this image")
+    out = lock_out(await mod.locks.acquire(image_id, user.name), user)
+    return JSONResponse(out.model_dump(mode="json"), status_code=200 if out.mine else 409)
+
+
+@router.delete(
+    "/items/{image_id}/lock",
+    status_code=204,
+    response_class=Response,
+    summary="Give the item's lock back (moderator); nothing changes when you do not hold it",
+    responses={404: {"description": "not an image id"}, **BODY_RESPONSES},
+)
+async def delete_lock(request: Request, image_id: str, user: Moderator) -> Response:
+    await moderation(request).locks.release(check_image_id(image_id), user.name)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/items/{image_id}/metadata",
+    response_model=MetadataOut,
+    summary="Every metadata field of the image (EXIF, XMP, IPTC, PNG text), the ones that spoke marked",
+    responses={404: {"description": "no such image"}},
+)
+async def get_metadata(request: Request, image_id: str, user: Viewer) -> MetadataOut:
+    item = await moderation(request).store.item(check_image_id(image_id))
+    if item is None or item.event is None:
+        raise HTTPException(404, "no such image")
+    try:
+        data = await asyncio.get_running_loop().run_in_executor(None, read_blob, item.event.blob_uri)
+    except BlobNotFound:
+        raise HTTPException(404, "the image's blob is gone") from None
+    provenance = item.verdict.provenance or item.event.provenance
+    md = await asyncio.get_running_loop().run_in_executor(None, read_metadata, data, provenance)
+    return MetadataOut(image_id=image_id, **_plain(md))
+
+
+def _plain(md: Any) -> dict[str, Any]:
+    import dataclasses
+
+    return dataclasses.asdict(md)  # type: ignore[no-any-return]
+
+
+@router.get(
+    "/search",
+    response_model=SearchOut,
+    summary="Search every judged image by id, source, account, caption, date and labels, newest first",
+)
+async def get_search(
+    request: Request,
+    user: Viewer,
+    q: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="an image id prefix (4+ hex digits), or words in caption, account or URL",
+        ),
+    ] = "",
+    source: Source | None = None,
+    account: Annotated[str, Query(max_length=200, description="part of the author's name")] = "",
+    caption: Annotated[str, Query(max_length=200, description="part of the caption")] = "",
+    label: Annotated[VerdictLabel | None, Query(description="the verdict's final label")] = None,
+    human_label: Annotated[
+        HumanFilter | None,
+        Query(description="none: no moderator label; any: labeled; or a moderator's label"),
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="decided at or after (ISO 8601; UTC if no zone)")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="decided at or before (ISO 8601; UTC if no zone)")
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 25,
+) -> SearchOut:
+    mod = moderation(request)
+    query = SearchQuery(
+        q=q,
+        source=source or "",
+        account=account,
+        caption=caption,
+        label=label or "",
+        human_label=human_label or "",
+        since=_unix(since),
+        until=_unix(until),
+    )
+    page = await search(mod.redis, mod.settings.redis_prefix, query, offset=offset, limit=limit)
+    held = await mod.locks.holders([h.image_id for h in page.hits])
+    return SearchOut(
+        hits=[
+            SearchHitOut(
+                **{**vars(h), "locked_by": held[h.image_id].holder if h.image_id in held else None},
+                url=f"/api/items/{h.image_id}",
+            )
+            for h in page.hits
+        ],
+        total=page.total,
+        scanned=page.scanned,
+        truncated=page.truncated,
+        offset=offset,
+        limit=limit,
+        next_offset=offset + limit if offset + limit < page.total else None,
+    )
+
+
+def _unix(t: datetime | None) -> float | None:
+    if t is None:
+        return None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 @router.post(

@@ -9,10 +9,13 @@ the review queue, sightings). Owns these keys (``p`` = the Redis prefix):
 - ``{p}:label-events``        zset ``{image_id}:{moderator}:{n}`` -> time, for throughput
 - ``{p}:audit``               stream: one entry per label (and per explanation), never rewritten
 - ``{p}:skipped:{user}``      zset image_id -> time, what a moderator skipped (kept an hour)
+- ``{p}:undo:{user}``         the user's last label while it may be undone (:class:`UndoTicket`, TTL)
+- ``{p}:lock:{image_id}``     who has the item open (see :mod:`moderation.locks`)
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +26,7 @@ from core.contracts.images import ImageEvent
 from core.contracts.provenance import PROVENANCE_STATES
 from core.contracts.verdicts import Label, Verdict
 from core.keys import Keys
+from moderation.locks import ItemLocks
 
 SKIP_TTL_S = 3600
 AUDIT_MAXLEN = 1_000_000  # approximate trim: the feedback topic is the durable log
@@ -52,6 +56,52 @@ class Item:
         return len({lb.label for lb in self.labels}) > 1
 
 
+@dataclass(frozen=True)
+class UndoTicket:
+    """What undoing a label needs: the label, the one of the same moderator it replaced, the image's
+    queue priority before it, and the stats entry it added; valid until ``until`` (unix seconds)."""
+
+    label: Label
+    previous: Label | None
+    priority: float | None
+    event: str
+    until: float
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "label": self.label.to_dict(),
+                "previous": self.previous.to_dict() if self.previous else None,
+                "priority": self.priority,
+                "event": self.event,
+                "until": self.until,
+            }
+        )
+
+    @classmethod
+    def parse(cls, raw: str | bytes) -> UndoTicket:
+        d = json.loads(raw)
+        prev = d.get("previous")
+        return cls(
+            Label.parse(d["label"]),
+            Label.parse(prev) if prev else None,
+            d["priority"],
+            d["event"],
+            d["until"],
+        )
+
+
+# Claim the user's ticket only when it is for this image: GET, compare, DEL in one step, so a
+# double click undoes once and a ticket for another image stays where it is.
+_TAKE_UNDO = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+if cjson.decode(raw)['label']['image_id'] ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+return raw
+"""
+
+
 @dataclass
 class QueueEntry:
     image_id: str
@@ -66,6 +116,7 @@ class QueueEntry:
     provenance: str = ""  # the image's provenance state ("" when none was read)
     label_source: str = "model"  # model | provenance | both
     unstable: bool | None = None  # None: not re-checked
+    locked_by: str | None = None  # the moderator who has it open
 
 
 @dataclass
@@ -77,9 +128,11 @@ class QueuePage:
 
 
 class ReviewStore:
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, redis: Any, prefix: str, locks: ItemLocks | None = None) -> None:
         self.redis = redis  # redis.asyncio.Redis
         self.keys = Keys(prefix)
+        self.locks = locks or ItemLocks(redis, prefix)
+        self._take_undo = redis.register_script(_TAKE_UNDO)
 
     # -- keys ---------------------------------------------------------------------------------------
     def verdict_key(self, image_id: str) -> str:
@@ -160,6 +213,7 @@ class ReviewStore:
         pipe = self.redis.pipeline(transaction=False)
         for image_id, _ in pairs:
             pipe.hmget(self.verdict_key(image_id), "verdict", "source", "event")
+        held = await self.locks.holders([image_id for image_id, _ in pairs])
         out = []
         for (image_id, score), (raw_v, src, raw_e) in zip(pairs, await pipe.execute(), strict=True):
             if raw_v is None:  # queued but its record is gone (expired or deleted): not reviewable
@@ -180,6 +234,7 @@ class ReviewStore:
                     provenance=v.provenance.state if v.provenance else "",
                     label_source=v.label_source,
                     unstable=v.unstable,
+                    locked_by=held[image_id].holder if image_id in held else None,
                 )
             )
         return out
@@ -212,7 +267,8 @@ class ReviewStore:
         return [state for state, n in zip(PROVENANCE_STATES, await pipe.execute(), strict=True) if n]
 
     async def next_for(self, user: str, after: str | None = None) -> str | None:
-        """The highest-priority queued image this user has not skipped lately (and not ``after``)."""
+        """The highest-priority queued image this user has not skipped lately (and not ``after``),
+        that no other moderator has open."""
         skipped = await self.skipped(user)
         if after:
             skipped.add(after)
@@ -221,8 +277,9 @@ class ReviewStore:
             ids = [_s(m) for m in await self.redis.zrevrange(self.review_key, start, start + 99)]
             if not ids:
                 return None
+            held = await self.locks.holders([i for i in ids if i not in skipped])
             for image_id in ids:
-                if image_id not in skipped:
+                if image_id not in skipped and (image_id not in held or held[image_id].held_by(user)):
                     return image_id
             start += 100
 
@@ -298,15 +355,23 @@ class ReviewStore:
         await pipe.execute()
 
     # -- labels -------------------------------------------------------------------------------------
-    async def save_label(self, label: Label, previous: Label | None) -> None:
-        """Record a label that the feedback topic has acknowledged: labels hash, audit, queue exit."""
+    async def save_label(
+        self, label: Label, previous: Label | None, *, priority: float | None = None, undo_s: float = 0.0
+    ) -> None:
+        """Record a label that the feedback topic has acknowledged: labels hash, audit, queue exit;
+        with ``undo_s`` > 0, the moderator's undo ticket for that long (``priority``: the image's
+        queue priority before the label, restored by an undo)."""
         at = label.labeled_at.timestamp()
         n = await self.redis.incr(self.keys.label_seq())
+        event = f"{label.image_id}:{label.moderator_id}:{n}"
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.labels_key(label.image_id), label.moderator_id, label.to_json())
         pipe.zrem(self.review_key, label.image_id)
         pipe.zadd(self.keys.labeled(), {label.image_id: at})
-        pipe.zadd(self.keys.label_events(), {f"{label.image_id}:{label.moderator_id}:{n}": at})
+        pipe.zadd(self.keys.label_events(), {event: at})
+        if undo_s > 0:
+            ticket = UndoTicket(label, previous, priority, event, time.time() + undo_s)
+            pipe.set(self.keys.undo(label.moderator_id), ticket.to_json(), px=int(undo_s * 1000))
         pipe.xadd(
             self.keys.audit(),
             {
@@ -316,6 +381,7 @@ class ReviewStore:
                 "label": label.label,
                 "previous": previous.label if previous else "",
                 "note": label.note,
+                "regions": len(label.regions),
                 "verdict_model_version": label.verdict_model_version or "",
                 "at": at,
             },
@@ -323,6 +389,61 @@ class ReviewStore:
             approximate=True,
         )
         await pipe.execute()
+
+    async def undo_ticket(self, user: str) -> UndoTicket | None:
+        """The user's last label while it may still be undone."""
+        raw = await self.redis.get(self.keys.undo(user))
+        ticket = UndoTicket.parse(raw) if raw is not None else None
+        return ticket if ticket is not None and ticket.until > time.time() else None
+
+    async def take_undo(self, user: str, image_id: str) -> UndoTicket | None:
+        """Claim the user's undo ticket for ``image_id`` (once); None: none live for that image."""
+        raw = await self._take_undo(keys=[self.keys.undo(user)], args=[image_id])
+        ticket = UndoTicket.parse(raw) if raw else None
+        return ticket if ticket is not None and ticket.until > time.time() else None
+
+    async def put_back_undo(self, ticket: UndoTicket) -> None:
+        """Return a claimed ticket (the undo could not be published), for the time it had left."""
+        left = ticket.until - time.time()
+        if left > 0:
+            await self.redis.set(
+                self.keys.undo(ticket.label.moderator_id), ticket.to_json(), px=int(left * 1000), nx=True
+            )
+
+    async def retract(self, ticket: UndoTicket, retraction: Label) -> None:
+        """Undo a label the feedback topic has acknowledged the retraction of: the moderator's
+        previous label comes back (or none), the stats forget it, the audit log says so, and an image
+        nobody has labeled any more returns to the queue with its old priority."""
+        label, image_id = ticket.label, ticket.label.image_id
+        pipe = self.redis.pipeline(transaction=True)
+        if ticket.previous is not None:
+            pipe.hset(self.labels_key(image_id), label.moderator_id, ticket.previous.to_json())
+        else:
+            pipe.hdel(self.labels_key(image_id), label.moderator_id)
+        pipe.zrem(self.keys.label_events(), ticket.event)
+        pipe.xadd(
+            self.keys.audit(),
+            {
+                "action": "undo",
+                "image_id": image_id,
+                "moderator": label.moderator_id,
+                "label": label.label,
+                "restored": ticket.previous.label if ticket.previous else "",
+                "labeled_at": label.labeled_at.isoformat(),
+                "at": retraction.retracted_at.timestamp() if retraction.retracted_at else time.time(),
+            },
+            maxlen=AUDIT_MAXLEN,
+            approximate=True,
+        )
+        pipe.hlen(self.labels_key(image_id))
+        pipe.hget(self.verdict_key(image_id), "flagged")
+        *_, remaining, flagged = await pipe.execute()
+        if not remaining:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(self.keys.labeled(), image_id)
+            if ticket.priority is not None and flagged is not None and _s(flagged) == "1":
+                pipe.zadd(self.review_key, {image_id: ticket.priority})
+            await pipe.execute()
 
     async def label_of(self, image_id: str, moderator: str) -> Label | None:
         raw = await self.redis.hget(self.labels_key(image_id), moderator)

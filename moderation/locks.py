@@ -1,0 +1,87 @@
+"""Item locks: while a moderator has an item open, others see who, and cannot label it.
+
+A lock is a lease, ``{p}:lock:{image_id}`` = the holder's name with a TTL (``LOCK_TTL_S``). Opening
+the item page takes it (or renews it, for its holder); the page renews it every ``RENEW_S`` while it
+stays open and gives it back when it closes; a label or a skip gives it back too. A page that dies
+without saying so (a closed laptop, a lost network) frees the item when the TTL runs out. Taking,
+renewing and giving back are compare-and-set scripts, so one holder never overwrites another's lease.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from core.keys import Keys
+
+LOCK_TTL_S = 90
+RENEW_S = 30  # the page's heartbeat: three chances before the lease runs out
+
+# Take the lock when it is free, renew it when it is ours; answer [holder, milliseconds left].
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if not holder or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {ARGV[1], tonumber(ARGV[2])}
+end
+return {holder, redis.call('PTTL', KEYS[1])}
+"""
+# Give the lock back only when it is ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass(frozen=True)
+class Lock:
+    image_id: str
+    holder: str
+    expires_at: float  # unix seconds
+
+    def held_by(self, user: str) -> bool:
+        return self.holder == user
+
+
+class ItemLocks:
+    def __init__(self, redis: Any, prefix: str, ttl_s: float = LOCK_TTL_S) -> None:
+        self.redis = redis  # redis.asyncio.Redis
+        self.keys = Keys(prefix)
+        self.ttl_ms = int(ttl_s * 1000)
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._release = redis.register_script(_RELEASE)
+
+    async def acquire(self, image_id: str, user: str) -> Lock:
+        """Take or renew the lock for ``user``; the answer names whoever holds it now."""
+        holder, left_ms = await self._acquire(keys=[self.keys.lock(image_id)], args=[user, self.ttl_ms])
+        return Lock(image_id, _s(holder), time.time() + max(int(left_ms), 0) / 1000)
+
+    async def release(self, image_id: str, user: str) -> bool:
+        """Give the lock back if ``user`` holds it; True when it did."""
+        return bool(await self._release(keys=[self.keys.lock(image_id)], args=[user]))
+
+    async def holder(self, image_id: str) -> Lock | None:
+        return (await self.holders([image_id])).get(image_id)
+
+    async def holders(self, image_ids: list[str]) -> dict[str, Lock]:
+        """The locks held on these items (one round trip)."""
+        if not image_ids:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id in image_ids:
+            pipe.get(self.keys.lock(image_id))
+            pipe.pttl(self.keys.lock(image_id))
+        out = await pipe.execute()
+        now = time.time()
+        return {
+            image_id: Lock(image_id, _s(holder), now + max(int(left), 0) / 1000)
+            for image_id, holder, left in zip(image_ids, out[0::2], out[1::2], strict=True)
+            if holder is not None
+        }
