@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from core.keys import Keys
+from core.ports import stack_ports
 
 PREFIX = "MISINFO_"
 
@@ -40,13 +41,22 @@ class Settings:
     """Every setting, with its environment variable ``MISINFO_<NAME>`` (upper case)."""
 
     state_dir: str = field(default_factory=_state_dir_default, metadata={"help": "pid, log and data files"})
-    kafka_bootstrap: str = field(default="127.0.0.1:19092", metadata={"help": "Kafka bootstrap servers"})
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL"})
-    mlflow_tracking_uri: str = field(default="http://127.0.0.1:15000", metadata={"help": "MLflow server"})
-    ray_address: str = field(
-        default="http://127.0.0.1:18265", metadata={"help": "Ray Jobs API (dashboard) URL"}
+    # '' / 0: the embedded stack's own port for this state_dir (core/ports.py), so two stacks on one
+    # machine never share a broker; compose, the chart and the tests name their services explicitly.
+    kafka_bootstrap: str = field(
+        default="", metadata={"help": "Kafka bootstrap servers ('' = the embedded stack's, per state_dir)"}
     )
-    ray_gcs_port: int = field(default=16379, metadata={"help": "embedded Ray head's GCS port"})
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL"})
+    mlflow_tracking_uri: str = field(
+        default="", metadata={"help": "MLflow server ('' = the embedded stack's, per state_dir)"}
+    )
+    ray_address: str = field(
+        default="",
+        metadata={"help": "Ray Jobs API (dashboard) URL ('' = the embedded stack's, per state_dir)"},
+    )
+    ray_gcs_port: int = field(
+        default=0, metadata={"help": "embedded Ray head's GCS port (0 = derived from state_dir)"}
+    )
     blob_uri: str = field(
         default="", metadata={"help": "blob store root (file:// or s3://); '' = state_dir/blobs"}
     )
@@ -128,7 +138,19 @@ class Settings:
     )
     session_timeout_s: float = field(default=10.0, metadata={"help": "consumer-group session timeout"})
     watcher_web_port: int = field(default=6067, metadata={"help": "retrain watcher's /metrics port"})
+    watcher_web_bind: str = field(
+        default="127.0.0.1",
+        metadata={
+            "help": "address the retrain watcher's /metrics binds (0.0.0.0 where a scraper or probe calls in)"
+        },
+    )
     worker_web_port: int = field(default=6066, metadata={"help": "worker web server (metrics) port"})
+    worker_web_bind: str = field(
+        default="127.0.0.1",
+        metadata={
+            "help": "address the worker's web server (/metrics) binds (0.0.0.0 where a scraper or probe calls in)"
+        },
+    )
     max_batch: int = field(default=8, metadata={"help": "largest detection batch"})
     worker_pipeline_depth: int = field(
         default=3, metadata={"help": "batches in flight at once (prepare | model | write), acked in order"}
@@ -227,6 +249,21 @@ class Settings:
         default=900.0, metadata={"help": "longest login backoff (1 s, doubling with each further failure)"}
     )
 
+    def __post_init__(self) -> None:
+        # Unset stack addresses become this state directory's own (recorded by `misinfo dev up`, or
+        # derived from the path), so every command of one user finds the same private stack.
+        if self.kafka_bootstrap and self.mlflow_tracking_uri and self.ray_address and self.ray_gcs_port:
+            return
+        ports = stack_ports(self.state_dir)
+        for name, value in (
+            ("kafka_bootstrap", f"127.0.0.1:{ports.broker}"),
+            ("mlflow_tracking_uri", f"http://127.0.0.1:{ports.mlflow}"),
+            ("ray_address", f"http://127.0.0.1:{ports.ray_dashboard}"),
+            ("ray_gcs_port", ports.ray_gcs),
+        ):
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+
     @property
     def blob_root(self) -> str:
         return self.blob_uri or str(Path(self.state_dir) / "blobs")
@@ -261,6 +298,10 @@ def env_names() -> list[str]:
     return [PREFIX + f.name.upper() for f in fields(Settings)]
 
 
+class SettingError(ValueError):
+    """A ``MISINFO_*`` variable whose value cannot be read; the message names it and what it expects."""
+
+
 def _coerce(raw: str, current: Any, name: str) -> Any:
     try:
         if isinstance(current, SecretStr):
@@ -272,7 +313,10 @@ def _coerce(raw: str, current: Any, name: str) -> Any:
         if isinstance(current, float):
             return float(raw)
     except ValueError as exc:
-        raise ValueError(f"{PREFIX}{name.upper()}={raw!r}: expected {type(current).__name__}") from exc
+        raise SettingError(
+            f"{PREFIX}{name.upper()}={raw!r} is not a valid {type(current).__name__}: "
+            "fix or unset it (core/config.py lists each setting with its type and default)"
+        ) from exc
     return raw
 
 

@@ -64,13 +64,16 @@ def replay_consumer(
     *,
     from_beginning: bool = True,
     idle_s: float | None = None,
+    bootstrap_timeout_s: float | None = None,
 ) -> Any:
     """A kafka-python consumer outside any group (so it reads every partition, commits nothing and
     never disturbs a group's offsets): from the start of the log, or from its end. Iterating it stops
-    after ``idle_s`` seconds without a message (None: never)."""
+    after ``idle_s`` seconds without a message (None: never). ``bootstrap_timeout_s`` bounds the
+    first connection (None: the client's 30 s)."""
     from kafka import KafkaConsumer
 
     names = [topics] if isinstance(topics, str) else list(topics)
+    extra = {"bootstrap_timeout_ms": int(bootstrap_timeout_s * 1000)} if bootstrap_timeout_s else {}
     return KafkaConsumer(
         *names,
         bootstrap_servers=bootstrap,
@@ -78,6 +81,7 @@ def replay_consumer(
         auto_offset_reset="earliest" if from_beginning else "latest",
         enable_auto_commit=False,
         consumer_timeout_ms=int(idle_s * 1000) if idle_s else float("inf"),
+        **extra,
     )
 
 
@@ -95,14 +99,22 @@ def async_replay_consumer(bootstrap: str, topic: str) -> Any:
 
 
 def make_faust_app(
-    settings: Settings, app_id: str, *, web_enabled: bool, web_port: int | None = None, **extra: Any
+    settings: Settings,
+    app_id: str,
+    *,
+    web_enabled: bool,
+    web_port: int | None = None,
+    web_bind: str | None = None,
+    **extra: Any,
 ) -> Any:
     """A Faust app with the project's broker settings: raw bytes (contracts parse at the edge),
-    acks=all, earliest offsets, short group timings, data dir under the state dir."""
+    acks=all, earliest offsets, short group timings, data dir under the state dir. Its web server
+    (/metrics) listens on ``web_bind:web_port`` (default: the worker's settings)."""
     import faust
 
     datadir = Path(settings.state_dir) / "faust" / app_id
     datadir.mkdir(parents=True, exist_ok=True)
+    bind = web_bind or settings.worker_web_bind
     return faust.App(
         app_id,
         broker=[f"kafka://{hp}" for hp in settings.kafka_bootstrap.split(",")],
@@ -112,7 +124,9 @@ def make_faust_app(
         datadir=str(datadir),  # not the current directory
         web_enabled=web_enabled,
         web_port=web_port or settings.worker_web_port,
-        web_host="127.0.0.1" if "127.0.0.1" in settings.kafka_bootstrap else "0.0.0.0",  # noqa: S104
+        # Faust listens on web_bind (its default is every interface); web_host only names the URL.
+        web_bind=bind,
+        web_host=bind if bind not in ("0.0.0.0", "::") else "localhost",  # noqa: S104
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
         topic_partitions=settings.topic_partitions,

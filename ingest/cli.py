@@ -132,14 +132,27 @@ def with_run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 class CollectGroup(click.Group):
     """Turns "broker unreachable" and an unusable provenance setting at start-up into a one-line
-    error and exit status 2."""
+    error and exit status 2. The broker is checked before any client connects: a ``--once`` pass
+    stops at once without one, a continuous collector waits for it (a line every 10 s)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from core.reach import Unreachable, require, wait_until_reachable
         from ingest.exceptions import PublishError
         from ingest.provenance import ProvenanceConfigError
 
         try:
+            if "--help" not in ctx.args and "-h" not in ctx.args:
+                settings = load_settings()
+                if "--once" in ctx.args:
+                    require(settings, "broker")
+                else:
+                    wait_until_reachable(
+                        settings, ("broker",), who="collect", say=lambda m: click.echo(m, err=True)
+                    )
             return super().invoke(ctx)
+        except Unreachable as exc:
+            log.error("collect: %s", exc)
+            sys.exit(2)
         except (PublishError, ProvenanceConfigError) as exc:
             log.error("collect: %s", exc)
             sys.exit(2)

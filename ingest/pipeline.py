@@ -37,6 +37,7 @@ class RawItem:
     author: str | None = None
     posted_at: datetime | None = None
     text: str | bytes = ""  # bytes when the source's encoding is unknown; cleaned in ingest
+    media_url: str | None = None  # the image's own URL when source_url is the post around it
 
 
 class Ingestor:
@@ -99,6 +100,7 @@ class Ingestor:
             text=clean_text(item.text),
             near_duplicate_of=near,
             provenance=prepared.provenance,
+            media_url=item.media_url if item.media_url != item.source_url else None,
         )
         self._in_flight[event.image_id] = event.phash
 

@@ -45,6 +45,7 @@ def demo(n_images: int, timeout: float, keep_stack: bool) -> None:
     already = {s.name for s in stack.status() if s.healthy}
     say(f"demo {tag}: starting the embedded stack (state in {settings.state_dir})")
     stack.up(progress=lambda m: say("  " + m))
+    settings = stack.settings  # the ports it settled on (recorded in the state directory)
     started = [c.name for c in stack.components if c.name not in already]
     worker = None
     try:

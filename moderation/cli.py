@@ -34,9 +34,16 @@ def moderate(port: int, host: str | None, forwarded_allow_ips: str | None) -> No
 
     from moderation.app import create_app
 
+    from core.reach import require_port, wait_until_reachable
+
     settings = load_settings()
     if host is None:
         host = "127.0.0.1" if "127.0.0.1" in settings.kafka_bootstrap else "0.0.0.0"  # noqa: S104
+    require_port("the review service", host, port, "--port")
+    # Started before the stack, it waits (labels need the broker, everything else Redis).
+    wait_until_reachable(
+        settings, ("redis", "broker"), who="review service", say=lambda m: click.echo(m, err=True)
+    )
     click.echo(f"review service on http://{host}:{port}/ (API: /api, OpenAPI: /api/openapi.json)", err=True)
     config = server_config(create_app(settings), settings, host, port, forwarded_allow_ips)
     uvicorn.Server(config).run()

@@ -7,12 +7,16 @@ import json
 import click
 
 
-def _store():  # type: ignore[no-untyped-def]
+def _store(*needs: str):  # type: ignore[no-untyped-def]
+    """The registry and a control-topic publisher, after checking (within seconds) that MLflow and
+    the services in ``needs`` answer: a one-line error beats minutes of client retries."""
     from core.config import load_settings
+    from core.reach import require
     from registry.promotion import kafka_publisher
     from registry.store import RegistryStore
 
     settings = load_settings()
+    require(settings, "mlflow", *needs)
     return (
         RegistryStore(settings.mlflow_tracking_uri, settings.model_name),
         kafka_publisher(settings.kafka_bootstrap, settings.topic_control),
@@ -35,7 +39,10 @@ def list_(as_json: bool) -> None:
             click.echo(json.dumps(v.to_dict()))
         return
     if not versions:
-        click.echo(f"no versions of {store.name}")
+        click.echo(
+            f"no versions of {store.name} in the registry at {store.tracking_uri} yet: a training "
+            "registers one (`misinfo train status` shows how far the next one is)"
+        )
         return
     click.echo(f"{'version':>7}  {'aliases':<20} {'macro_f1':>8}  {'gate':<8} source")
     for v in versions:
@@ -51,7 +58,7 @@ def promote(version: str) -> None:
     """Make VERSION the champion and tell the workers (ModelUpdate on the control topic)."""
     from registry.promotion import promote as do_promote
 
-    store, publish = _store()
+    store, publish = _store("broker")
     update = do_promote(store, version, publish)
     click.echo(json.dumps(update.to_dict()))
 
@@ -63,7 +70,7 @@ def rollback(to_version: str | None) -> None:
     from registry.promotion import PromotionError
     from registry.promotion import rollback as do_rollback
 
-    store, publish = _store()
+    store, publish = _store("broker")
     try:
         update = do_rollback(store, publish, to_version)
     except PromotionError as exc:

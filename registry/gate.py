@@ -69,3 +69,40 @@ def decide(candidate: dict[str, Any], champion: dict[str, Any] | None, policy: G
         if ok:
             reasons.append(f"macro-F1 {champ_f1:.3f} -> {f1:.3f}; no class recall drops beyond the bound")
     return GateDecision(ok, reasons, f1, champ_f1, drops, asdict(policy))
+
+
+def last_decision(versions: list[Any]) -> dict[str, Any] | None:
+    """The newest version the gate judged, from versions newest first (``RegistryStore.list_versions``):
+    its number, ``passed``/``refused``, the reasons, its macro-F1 and aliases; None before any."""
+    for v in versions:
+        if v.tags.get("gate"):
+            return {
+                "version": v.version,
+                "decision": v.tags["gate"],
+                "reasons": v.tags.get("gate.reasons", ""),
+                "macro_f1": v.tags.get("eval.macro_f1"),
+                "aliases": list(v.aliases),
+            }
+    return None
+
+
+def last_decision_line(tracking_uri: str, model_name: str) -> str:
+    """The gate's last decision in one line, or one line saying that MLflow does not answer (checked
+    first, within seconds: the client's own retries take minutes)."""
+    from core.reach import mlflow_answers
+
+    if not mlflow_answers(tracking_uri):
+        return (
+            f"gate: unknown, MLflow at {tracking_uri} is not reachable "
+            "(`misinfo dev up mlflow`, or set MISINFO_MLFLOW_TRACKING_URI)"
+        )
+    from registry.store import RegistryStore
+
+    last = last_decision(RegistryStore(tracking_uri, model_name).list_versions())
+    if last is None:
+        return f"gate: no version of {model_name} judged yet"
+    aliases = f" ({', '.join(last['aliases'])})" if last["aliases"] else ""
+    return (
+        f"gate: version {last['version']}{aliases} {last['decision']}, macro-F1 {last['macro_f1'] or '-'}: "
+        f"{last['reasons'] or 'no reasons recorded'}"
+    )

@@ -19,12 +19,19 @@ from detector.loading import load_detector
     "--noop-detector", is_flag=True, help="judge nothing (fixed scores): measures the transport alone"
 )
 def worker(web_port: int | None, noop_detector: bool) -> None:
-    """Run a stream worker: consume image events, detect in batches, write verdicts."""
+    """Run a stream worker: consume image events, detect in batches, write verdicts.
+
+    Started before the broker or Redis, it waits for them, saying so once every 10 s. Metrics are
+    served on MISINFO_WORKER_WEB_BIND:MISINFO_WORKER_WEB_PORT (127.0.0.1:6066 by default)."""
     import faust
 
+    from core.reach import require_port, wait_until_reachable
     from stream_workers.app import create_app
 
     settings = load_settings(worker_web_port=web_port)
+    setting = "MISINFO_WORKER_WEB_PORT (or --web-port)"
+    require_port("the worker's metrics server", settings.worker_web_bind, settings.worker_web_port, setting)
+    wait_until_reachable(settings, ("broker", "redis"), who="worker", say=lambda m: click.echo(m, err=True))
     if noop_detector:
         from detector.noop import NoopDetector
 
@@ -36,15 +43,37 @@ def worker(web_port: int | None, noop_detector: bool) -> None:
 
 
 def summary_line(verdict: Any) -> str:
-    """``<image id> <label> by <source> [flagged] [unstable] provenance=<state> model=<label> scores``."""
-    parts = [verdict.image_id[:16], verdict.label, f"by {verdict.label_source}"]
-    parts += ["flagged"] * verdict.flagged + ["unstable"] * bool(verdict.unstable)
-    if verdict.provenance is not None:
-        parts.append(f"provenance={verdict.provenance.state}")
-    if verdict.model_label is not None and verdict.model_label != verdict.label:
-        parts.append(f"model={verdict.model_label}")
-    parts.append(" ".join(f"{k[:5]}={v:.2f}" for k, v in verdict.scores.items()))
-    return " ".join(parts)
+    """One readable line: when, flag, label and who decided it, P(fake), then what it is about
+    (source, account, post URL, caption excerpt) and the image id.
+
+    ``02:41:07 FLAGGED manipulated by model P(fake)=0.83 provenance=absent | reddit @alice
+    https://... "caption" | image 3f2a9c1b7d0e``"""
+    v = verdict
+    fake = v.scores.get("manipulated", 0.0) + v.scores.get("synthesized", 0.0)
+    parts = [
+        v.decided_at.strftime("%H:%M:%S"),
+        "FLAGGED" if v.flagged else "ok",
+        v.label,
+        f"by {v.label_source}",
+    ]
+    parts.append(f"P(fake)={fake:.2f}")
+    if v.unstable:
+        parts.append("unstable")
+    if v.provenance is not None:
+        parts.append(f"provenance={v.provenance.state}")
+    if v.model_label is not None and v.model_label != v.label:
+        parts.append(f"model={v.model_label}")
+    about = []
+    if v.context is not None:
+        c = v.context
+        about = [c.source] + ([f"@{c.account}"] if c.account else []) + [c.post_url]
+        if c.media_url:
+            about.append(f"media {c.media_url}")
+        if c.caption:
+            about.append(
+                json.dumps(c.caption[:80] + ("…" if len(c.caption) > 80 else ""), ensure_ascii=False)
+            )
+    return " ".join(parts) + (" | " + " ".join(about) if about else "") + f" | image {v.image_id[:12]}"
 
 
 @click.group()
@@ -60,25 +89,30 @@ def verdicts() -> None:
 @click.option(
     "--json/--text",
     "as_json",
-    default=True,
-    help="JSON lines, the whole verdict with its provenance evidence (default), or one short line each",
+    default=False,
+    help="the whole Verdict as one JSON object a line (scores, provenance evidence, post context), "
+    "or one readable line each (the default)",
 )
 def tail(flagged: bool, from_beginning: bool, max_count: int, timeout: float, as_json: bool) -> None:
-    """Print verdicts as they arrive, one a line on stdout: JSON objects (with the model's scores,
-    the provenance evidence, the final label and its source), or with --text a short summary.
+    """Print verdicts as they arrive, one a line on stdout: a readable line (when, flagged or not, the
+    label and who decided it, P(fake), the source, account, post URL and caption excerpt, the image
+    id), or with --json the whole Verdict as a JSON object.
 
     Without --from-beginning it starts at the end of the feed. A message that is not a valid Verdict
     is reported on stderr and skipped, so one bad producer cannot stop a subscriber.
     """
     from core.contracts.base import ContractError
     from core.contracts.verdicts import Verdict
+    from core.reach import require
 
     settings = load_settings()
+    require(settings, "broker")
     consumer = replay_consumer(
         settings.kafka_bootstrap,
         settings.topic_verdicts,
         from_beginning=from_beginning,
         idle_s=timeout or None,
+        bootstrap_timeout_s=10.0,
     )
     shown = 0
     try:
@@ -117,10 +151,12 @@ def rebuild() -> None:
     import redis.asyncio as aioredis
 
     from core.kafka import Topics
+    from core.reach import require
     from stream_workers.recovery import RebuildStats, RecordsWatch
     from stream_workers.sinks import RedisSink
 
     settings = load_settings()
+    require(settings, "redis", "broker")
 
     async def run() -> RebuildStats | None:
         client = aioredis.Redis.from_url(settings.redis_url)

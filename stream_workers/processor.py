@@ -37,7 +37,7 @@ from PIL import Image
 
 from core.contracts.base import ContractError
 from core.contracts.images import DeadLetter, ImageEvent
-from core.contracts.verdicts import Verdict
+from core.contracts.verdicts import PostContext, Verdict
 from core.kafka import Topics
 from detector.fusion import fuse, refuse
 from ingest.blobs import BlobNotFound, read_blob
@@ -156,6 +156,7 @@ class BatchProcessor:
                         "image_id": ev.image_id,
                         "reused_from": ev.near_duplicate_of,
                         "decided_at": _now(),
+                        "context": PostContext.of(ev),  # this image's post, not the earlier one's
                     }
                 )
                 verdict = refuse(verdict, ev.provenance)  # the shared model part, this image's own evidence
@@ -215,6 +216,7 @@ class BatchProcessor:
                         model_version=str(detector.version),
                         profile_id=detector.profile_id,
                         latency_ms=per_image_ms,
+                        context=PostContext.of(ev),
                         **fused.verdict_fields(res.label, res.flagged, ev.provenance, recheck_label),
                     ),
                 )

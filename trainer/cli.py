@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import click
 
@@ -21,10 +22,20 @@ def watch() -> None:
     """Run the retrain watcher: count moderators' labels from the feedback topic and submit a training
     to Ray when the trigger policy says so (MISINFO_TRAIN_MIN_NEW_LABELS, ..._DISAGREEMENT_*, ..._COOLDOWN_S)."""
     from core.config import load_settings
+    from core.reach import require_port, wait_until_reachable
     from trainer.watcher import run_watcher
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
+    require_port(
+        "the retrain watcher's metrics server",
+        settings.watcher_web_bind,
+        settings.watcher_web_port,
+        "MISINFO_WATCHER_WEB_PORT",
+    )
+    wait_until_reachable(
+        settings, ("broker", "redis"), who="retrain watcher", say=lambda m: click.echo(m, err=True)
+    )
     click.echo(
         f"retrain watcher: labels from {settings.topic_feedback} at {settings.kafka_bootstrap}, "
         f"trainings to Ray at {settings.ray_address}",
@@ -117,9 +128,11 @@ def _manual_request(settings, reason: str):  # type: ignore[no-untyped-def]
 def submit(wait: bool, timeout: float, gpus: int | None, reason: str) -> None:
     """Submit a training cycle to Ray (MISINFO_RAY_ADDRESS); the same labels give the same job id."""
     from core.config import load_settings
+    from core.reach import require
     from trainer.submit import RaySubmitter
 
     settings = load_settings()
+    require(settings, "redis", "ray")
     request = _manual_request(settings, reason)
     sub = RaySubmitter(settings, gpus=gpus)
     sid = sub.submit(request)
@@ -132,14 +145,97 @@ def submit(wait: bool, timeout: float, gpus: int | None, reason: str) -> None:
         sys.exit(1)
 
 
-@train.command()
-@click.argument("submission_id")
-def status(submission_id: str) -> None:
-    """A job's status."""
-    from core.config import load_settings
+def _submitter(settings):  # type: ignore[no-untyped-def]
+    """A Ray Jobs client, after checking (within seconds) that the cluster answers."""
+    from core.reach import require
     from trainer.submit import RaySubmitter
 
-    click.echo(RaySubmitter(load_settings()).status(submission_id))
+    require(settings, "ray")
+    return RaySubmitter(settings)
+
+
+def _known_job(sub, submission_id: str) -> str:  # type: ignore[no-untyped-def]
+    """The job's status; an unknown id is a one-line error with exit status 1."""
+    status = str(sub.status(submission_id))
+    if status == "NOT_FOUND":
+        click.echo(
+            f"misinfo train: no training job {submission_id!r} on the Ray cluster at {sub.address} "
+            "(`misinfo train status` lists the recent cycles and their ids)",
+            err=True,
+        )
+        sys.exit(1)
+    return status
+
+
+@train.command()
+@click.argument("submission_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="one JSON object instead of lines")
+@click.option("--cycles", "n_cycles", default=5, show_default=True, help="how many recent cycles to list")
+def status(submission_id: str | None, as_json: bool, n_cycles: int) -> None:
+    """The retraining state, or with SUBMISSION_ID one Ray job's status.
+
+    Without an id: whether the retrain watcher is counting labels, the labels since the last
+    training against MISINFO_TRAIN_MIN_NEW_LABELS, the disagreement share against its threshold,
+    the cooldown left, a training in flight, the last cycles with their outcome, and the gate's
+    last decision (one line saying so when MLflow does not answer). An unknown id exits 1.
+    """
+    from core.config import load_settings
+
+    settings = load_settings()
+    if submission_id is not None:
+        click.echo(_known_job(_submitter(settings), submission_id))
+        return
+    import redis
+
+    from core.reach import http_answers, require
+    from core.retraining import TriggerPolicy, read_status
+    from registry.gate import last_decision_line
+
+    require(settings, "redis")
+    state = read_status(
+        redis.Redis.from_url(settings.redis_url), settings.redis_prefix, TriggerPolicy.from_settings(settings)
+    )
+    flight = state.counters.in_flight
+    job = None
+    if flight and http_answers(settings.ray_address.rstrip("/") + "/api/version"):
+        from trainer.submit import RaySubmitter
+
+        job = str(RaySubmitter(settings).status(flight))
+    recent = state.cycles()[-n_cycles:] if n_cycles > 0 else []
+    gate = last_decision_line(settings.mlflow_tracking_uri, settings.model_name)
+    if as_json:
+        from core.retraining import outcome_counts
+
+        doc = {
+            "labels_total": state.counters.labels_total,
+            "labels_per_class": state.per_class,
+            "new_labels": state.counters.new_labels,
+            "min_new_labels": state.policy.min_new_labels,
+            "disagreement": state.disagreement,
+            "disagreement_threshold": state.policy.disagreement_threshold,
+            "disagreement_window": state.policy.disagreement_window,
+            "progress": state.progress,
+            "cooldown_left_s": state.cooldown_left_s,
+            "in_flight": flight,
+            "in_flight_status": job,
+            "watcher": state.watcher,
+            "cycles": [{**c.__dict__, "outcome": c.outcome} for c in recent],
+            "outcomes": outcome_counts(state.cycles()),
+            "gate": gate,
+        }
+        click.echo(json.dumps(doc, default=str))
+        return
+    for line in state.lines():
+        click.echo(line + (f" ({job} on Ray)" if job and line.startswith("in flight:") else ""))
+    if not recent:
+        click.echo("last cycles: none yet")
+    else:
+        click.echo(f"last cycles ({len(recent)} of {len(state.cycles())}, newest first):")
+        for c in reversed(recent):
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.submitted_at)) if c.submitted_at else "-"
+            version = f" version {c.version}" if c.version else ""
+            click.echo(f"  {when} {c.submission_id} {c.outcome}{version}: {c.reason}")
+    click.echo(gate)
 
 
 @train.command()
@@ -147,9 +243,10 @@ def status(submission_id: str) -> None:
 def logs(submission_id: str) -> None:
     """A job's logs."""
     from core.config import load_settings
-    from trainer.submit import RaySubmitter
 
-    click.echo(RaySubmitter(load_settings()).logs(submission_id))
+    sub = _submitter(load_settings())
+    _known_job(sub, submission_id)
+    click.echo(sub.logs(submission_id))
 
 
 @train.command()
@@ -157,9 +254,10 @@ def logs(submission_id: str) -> None:
 def stop(submission_id: str) -> None:
     """Stop a job."""
     from core.config import load_settings
-    from trainer.submit import RaySubmitter
 
-    click.echo("stopped" if RaySubmitter(load_settings()).stop(submission_id) else "not running")
+    sub = _submitter(load_settings())
+    _known_job(sub, submission_id)
+    click.echo("stopped" if sub.stop(submission_id) else "not running")
 
 
 if __name__ == "__main__":  # the Ray job and torchrun start it as `python -m trainer.cli`

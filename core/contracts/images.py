@@ -33,6 +33,8 @@ class ImageEvent(Contract):
     phash: str
     text: str
     near_duplicate_of: str | None = None  # set by dedup: an earlier image whose verdict may be reused
+    # The image file's own URL when ``source_url`` is the post around it (None: the same, or unknown).
+    media_url: str | None = None
     # What the image's own metadata says (C2PA, IPTC, generator hints); None: not read (older producers).
     provenance: Provenance | None = None
 

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from core.contracts.base import Contract, Timestamp, utcnow
+from core.contracts.images import ImageEvent
 from core.contracts.provenance import Part, Provenance
 
 VerdictLabel = Literal["authentic", "manipulated", "synthesized", "uncertain"]
@@ -17,12 +18,46 @@ LabelSource = Literal["model", "provenance", "both"]
 MAX_REGIONS = 32  # boxes on one label; more is a drawing accident, not evidence
 
 
+CAPTION_EXCERPT = 280  # characters of the post's text a verdict carries; the event keeps it all
+
+
+class PostContext(Part):
+    """What a verdict is about, copied from its image event so that a subscriber can act (open the
+    post, contact the account, quote the caption) without looking anything up."""
+
+    source: str  # reddit, x, instagram, rss, web, folder, upload
+    source_item_id: str
+    post_url: str  # the post a person would open (for a folder: the file's URL)
+    media_url: str | None = None  # the image file itself, when it has a URL of its own
+    account: str | None = None  # the author or account that posted it
+    caption: str = ""  # the post's text, cut to CAPTION_EXCERPT characters ("…" marks a cut)
+    posted_at: Timestamp | None = None
+    collected_at: Timestamp
+
+    @classmethod
+    def of(cls, event: ImageEvent) -> PostContext:
+        text = " ".join(event.text.split())
+        if len(text) > CAPTION_EXCERPT:
+            text = text[: CAPTION_EXCERPT - 1].rstrip() + "…"
+        return cls(
+            source=event.source,
+            source_item_id=event.source_item_id,
+            post_url=event.source_url,
+            media_url=event.media_url,
+            account=event.author,
+            caption=text,
+            posted_at=event.posted_at,
+            collected_at=event.collected_at,
+        )
+
+
 class Verdict(Contract):
     """The decision on one image: the model's scores, the provenance evidence, and the final label.
 
     ``scores`` are the model's alone; ``label`` and ``flagged`` are final, after the fusion policy
     (``detector/fusion.py``) has weighed the provenance evidence; ``label_source`` says which side
     decided the label, ``model_label`` what the model alone said, ``evidence`` why, one line each.
+    ``context`` says which post, URL, account and caption it is about, and when it was collected.
     """
 
     image_id: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -45,6 +80,8 @@ class Verdict(Contract):
     # The optional re-check (one JPEG re-encode judged in the same batch): None = not re-checked.
     unstable: bool | None = None
     recheck_label: VerdictLabel | None = None
+    # The post it is about (optional: verdicts from before it parse unchanged; None there).
+    context: PostContext | None = None
 
     @field_validator("scores")
     @classmethod

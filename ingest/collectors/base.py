@@ -95,7 +95,8 @@ class Collector:
         last: TransientFetchError | None = None
         for attempt in range(self.image_tries):
             try:
-                return RawItem(source_url=link or url, data=self.fetcher.image(url).body, **meta)
+                body = self.fetcher.image(url).body
+                return RawItem(source_url=link or url, data=body, media_url=url, **meta)
             except FetchError as exc:
                 return RawItem(source_url=url, error=exc, **meta)
             except TransientFetchError as exc:

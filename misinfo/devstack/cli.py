@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -42,15 +43,36 @@ def down(components: tuple[str, ...]) -> None:
 
 
 @dev.command()
-@click.option("--json", "as_json", is_flag=True, help="one JSON object per component")
+@click.option(
+    "--json", "as_json", is_flag=True, help="one JSON object: the addresses and topics, and each component"
+)
 def status(as_json: bool) -> None:
-    """Show each component's health; exits 1 when any is down."""
-    statuses = _stack().status()
-    for s in statuses:
-        if as_json:
-            click.echo(json.dumps(s.__dict__))
-        else:
-            owner = f"pid {s.pid}" if s.managed else "external" if s.healthy else "-"
-            click.echo(f"{s.name:8} {'healthy' if s.healthy else 'DOWN':8} {s.endpoint:32} {owner}")
-    if not all(s.healthy for s in statuses):
+    """Show each component's health and this stack's addresses; exits 1 when any is down.
+
+    With --json, one object with what a subscriber or a script needs (kafka_bootstrap, topics,
+    redis_url, ...) and a "components" list."""
+    from core.kafka import Topics
+
+    stack = _stack()
+    statuses = stack.status()
+    s = stack.settings
+    if as_json:
+        doc = {
+            "state_dir": s.state_dir,
+            "kafka_bootstrap": s.kafka_bootstrap,
+            "redis_url": s.redis_url,
+            "redis_prefix": s.redis_prefix,
+            "mlflow_tracking_uri": s.mlflow_tracking_uri,
+            "ray_address": s.ray_address,
+            "topics": dataclasses.asdict(Topics.from_settings(s)),
+            "healthy": all(st.healthy for st in statuses),
+            "components": [st.__dict__ for st in statuses],
+        }
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(f"state {s.state_dir}")
+        for st in statuses:
+            owner = f"pid {st.pid}" if st.managed else "NOT started by this stack" if st.healthy else "-"
+            click.echo(f"{st.name:8} {'healthy' if st.healthy else 'DOWN':8} {st.endpoint:32} {owner}")
+    if not all(st.healthy for st in statuses):
         raise SystemExit(1)

@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from core import ports
 from core.config import Settings
-from misinfo.devstack.components import Component, components
+from misinfo.devstack.components import Component, components, host_port
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +86,23 @@ class DevStack:
         On failure, what this call started is stopped again and :class:`StackError` carries the log."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._settle_ports(progress)
         started: list[tuple[Component, subprocess.Popen[bytes]]] = []
         for c in self._select(names):
-            if self._pid(c) is not None or (c.healthy() and not self._pid_file(c).exists()):
-                progress(f"{c.name}: already running at {c.endpoint()}")
+            pid = self._pid(c)
+            if pid is not None:
+                progress(f"{c.name}: already running at {c.endpoint()} (pid {pid})")
+                continue
+            if c.healthy() and not self._pid_file(c).exists():
+                # Not ours: say so, so nobody reads someone else's verdicts without knowing it.
+                progress(
+                    f"{c.name}: already running at {c.endpoint()}, NOT started by this stack "
+                    f"({self.state}): using it as it is"
+                )
                 continue
             cmd = c.command(self.state)
             if cmd is None:
-                progress(f"{c.name}: using the external service at {c.endpoint()}")
+                progress(f"{c.name}: using the service already at {c.endpoint()}, NOT started by this stack")
                 continue
             log_fh = open(self.log_file(c.name), "ab")  # noqa: SIM115 - the child keeps it open
             proc = subprocess.Popen(
@@ -122,6 +132,41 @@ class DevStack:
         if any(c.name == "broker" for c, _ in started) or names is None or "broker" in names:
             self.create_topics()
         return self.status(names)
+
+    def _settle_ports(self, progress) -> None:  # type: ignore[no-untyped-def]
+        """On the first ``up`` in a state directory whose settings name no ports of their own, record
+        the stack's ports there (the derived block, or a free one when something else holds it), so
+        every later command finds this stack and only this one."""
+        if ports.recorded(self.state) is not None:
+            return
+        derived = ports.derived(self.state)
+        if self.stack_ports() != derived:
+            return  # explicit addresses (compose, the tests): nothing to derive or record
+        chosen = derived
+        if not all(ports.port_free(p) for p in derived.all()):
+            chosen = ports.free_block(self.state)
+            progress(
+                f"ports derived from {self.state} are in use by other processes; using {chosen.describe()}"
+            )
+            self.settings = replace(
+                self.settings,
+                kafka_bootstrap=f"127.0.0.1:{chosen.broker}",
+                mlflow_tracking_uri=f"http://127.0.0.1:{chosen.mlflow}",
+                ray_address=f"http://127.0.0.1:{chosen.ray_dashboard}",
+                ray_gcs_port=chosen.ray_gcs,
+            )
+            self.components = components(self.settings)
+        where = ports.record(self.state, chosen)
+        progress(f"this stack's ports ({chosen.describe()}) are recorded in {where}")
+
+    def stack_ports(self) -> ports.StackPorts:
+        """The ports these settings give the broker, MLflow and the Ray head."""
+        return ports.StackPorts(
+            host_port(self.settings.kafka_bootstrap.split(",")[0], 9092)[1],
+            host_port(self.settings.mlflow_tracking_uri, 5000)[1],
+            host_port(self.settings.ray_address, 8265)[1],
+            self.settings.ray_gcs_port,
+        )
 
     def create_topics(self) -> None:
         """Create the configured topics (idempotent) with the configured partition count."""

@@ -54,14 +54,23 @@ def test_verdicts_tail_prints_json_lines_flagged_only_from_the_beginning(setting
     producer.flush()
     producer.close()
 
-    out = run_cli(settings, "verdicts", "tail", "--from-beginning", "--timeout", "5")
+    out = run_cli(settings, "verdicts", "tail", "--json", "--from-beginning", "--timeout", "5")
     assert out.returncode == 0, out.stderr
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert sorted(v["image_id"] for v in lines) == sorted(v.image_id for _, v in pairs)
     assert "skipped a message that is not a Verdict" in out.stderr
 
     flagged = run_cli(
-        settings, "verdicts", "tail", "--flagged", "--from-beginning", "--max", "2", "--timeout", "5"
+        settings,
+        "verdicts",
+        "tail",
+        "--json",
+        "--flagged",
+        "--from-beginning",
+        "--max",
+        "2",
+        "--timeout",
+        "5",
     )
     assert flagged.returncode == 0, flagged.stderr
     got = [json.loads(line) for line in flagged.stdout.splitlines()]

@@ -480,3 +480,5 @@ def test_prometheus_scrapes_every_worker_replica(compose) -> None:
     assert job.get("metrics_path", "/metrics") == "/metrics"
     assert str(port) in [str(p) for p in worker.get("expose", [])]
     assert f"127.0.0.1:{port}/metrics" in " ".join(worker["healthcheck"]["test"])
+    # Prometheus calls in over the compose network: the default loopback bind would refuse it.
+    assert service_env(worker)["MISINFO_WORKER_WEB_BIND"] == "0.0.0.0"

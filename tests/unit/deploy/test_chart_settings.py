@@ -325,6 +325,9 @@ def test_probes_and_scrapes_use_the_port_the_settings_bind(values: str) -> None:
         if port_setting is None:
             continue
         port = int(env[port_setting])
+        # Probes and scrapers call the pod's address: a server bound to loopback would fail them.
+        bind_setting = port_setting.replace("_PORT", "_BIND")
+        assert env.get(bind_setting) == "0.0.0.0", f"{c.owner}: {bind_setting} must be 0.0.0.0"
         ports = {p["name"]: p["containerPort"] for p in c.spec["ports"]}
         assert ports.get("metrics") == port, (
             f"{c.owner}: container port 'metrics' is not {port_setting}={port}"
