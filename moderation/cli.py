@@ -32,9 +32,8 @@ def moderate(port: int, host: str | None, forwarded_allow_ips: str | None) -> No
     """Run the review service: queue, item and stats pages, and the JSON API under /api."""
     import uvicorn
 
-    from moderation.app import create_app
-
     from core.reach import require_port, wait_until_reachable
+    from moderation.app import create_app
 
     settings = load_settings()
     if host is None:
