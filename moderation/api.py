@@ -27,7 +27,7 @@ from moderation.auth import ROLES, AuthError, Role, User, csrf_ok
 from moderation.explain import ExplainUnavailable
 from moderation.label_producer import FeedbackUnavailable
 from moderation.locks import RENEW_S, Lock
-from moderation.metadata import read_metadata
+from moderation.metadata import metadata_of
 from moderation.search import HumanFilter, SearchQuery, search
 from moderation.service import MAX_NOTE, ItemLocked, Moderation, NothingToUndo
 from moderation.store import Item
@@ -85,6 +85,13 @@ Viewer = Annotated[User, require("viewer")]
 Moderator = Annotated[User, require("moderator")]
 Admin = Annotated[User, require("admin")]
 ImageId = Annotated[str, Field(pattern=IMAGE_ID)]
+LockToken = Annotated[
+    str,
+    Query(
+        pattern=r"^[A-Za-z0-9_-]{0,64}$",
+        description="the page view's lock token: a release with it frees only that view's lease",
+    ),
+]
 
 
 # -- response and request models -------------------------------------------------------------------
@@ -440,11 +447,11 @@ async def post_undo(request: Request, image_id: str, user: Moderator) -> UndoOut
         **BODY_RESPONSES,
     },
 )
-async def post_lock(request: Request, image_id: str, user: Moderator) -> Response:
+async def post_lock(request: Request, image_id: str, user: Moderator, token: LockToken = "") -> Response:
     mod = moderation(request)
     if not await mod.store.exists(check_image_id(image_id)):
         raise HTTPException(404, "no verdict for this image")
-    out = lock_out(await mod.locks.acquire(image_id, user.name), user)
+    out = lock_out(await mod.locks.acquire(image_id, user.name, token), user)
     return JSONResponse(out.model_dump(mode="json"), status_code=200 if out.mine else 409)
 
 
@@ -455,8 +462,8 @@ async def post_lock(request: Request, image_id: str, user: Moderator) -> Respons
     summary="Give the item's lock back (moderator); nothing changes when you do not hold it",
     responses={404: {"description": "not an image id"}, **BODY_RESPONSES},
 )
-async def delete_lock(request: Request, image_id: str, user: Moderator) -> Response:
-    await moderation(request).locks.release(check_image_id(image_id), user.name)
+async def delete_lock(request: Request, image_id: str, user: Moderator, token: LockToken = "") -> Response:
+    await moderation(request).locks.release(check_image_id(image_id), user.name, token)
     return Response(status_code=204)
 
 
@@ -470,12 +477,13 @@ async def get_metadata(request: Request, image_id: str, user: Viewer) -> Metadat
     item = await moderation(request).store.item(check_image_id(image_id))
     if item is None or item.event is None:
         raise HTTPException(404, "no such image")
+    provenance = item.verdict.provenance or item.event.provenance
     try:
-        data = await asyncio.get_running_loop().run_in_executor(None, read_blob, item.event.blob_uri)
+        md = await asyncio.get_running_loop().run_in_executor(
+            None, metadata_of, item.event.blob_uri, provenance
+        )
     except BlobNotFound:
         raise HTTPException(404, "the image's blob is gone") from None
-    provenance = item.verdict.provenance or item.event.provenance
-    md = await asyncio.get_running_loop().run_in_executor(None, read_metadata, data, provenance)
     return MetadataOut(image_id=image_id, **_plain(md))
 
 

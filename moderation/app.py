@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 
 from core.config import Settings
-from moderation import api, apidocs, pages
+from moderation import api, apidocs, assets, pages, review_pages
 from moderation.gate import BodyTooLarge, Gate
 from moderation.service import Moderation
 
@@ -60,6 +60,8 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
     app.include_router(api.router)
     app.include_router(apidocs.router)
     app.include_router(pages.router)
+    app.include_router(review_pages.router)
+    app.include_router(assets.router)
     # Inside the security headers (added after it, so outermost), so that its answers get them too.
     app.add_middleware(Gate, moderation=lambda: app.state.moderation)
 
@@ -77,7 +79,7 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path.startswith(("/api/", "/items", "/queue", "/stats")):
+        if request.url.path.startswith(("/api/", "/items", "/queue", "/stats", "/search")):
             response.headers.setdefault("Cache-Control", "private, no-store")
         return response
 
@@ -104,7 +106,7 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
         response.headers["Connection"] = "close"
         return response
 
-    routers = (api.router, apidocs.router, pages.router)
+    routers = (api.router, apidocs.router, pages.router, review_pages.router, assets.router)
 
     @app.exception_handler(405)
     async def method_not_allowed(request: Request, exc: Exception) -> Response:

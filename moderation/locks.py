@@ -1,10 +1,13 @@
 """Item locks: while a moderator has an item open, others see who, and cannot label it.
 
-A lock is a lease, ``{p}:lock:{image_id}`` = the holder's name with a TTL (``LOCK_TTL_S``). Opening
-the item page takes it (or renews it, for its holder); the page renews it every ``RENEW_S`` while it
-stays open and gives it back when it closes; a label or a skip gives it back too. A page that dies
+A lock is a lease, ``{p}:lock:{image_id}`` = the holder's name and a token on two lines, with a TTL
+(``LOCK_TTL_S``).
+Opening the item page takes it (or renews it, for its holder) under a token of that page view; the
+page renews it every ``RENEW_S`` while it stays open and gives it back when it closes, naming its
+token, so a page that closes after its successor opened (a reload, an undo) cannot free the
+successor's lease. A label or a skip gives it back too (any token of the holder). A page that dies
 without saying so (a closed laptop, a lost network) frees the item when the TTL runs out. Taking,
-renewing and giving back are compare-and-set scripts, so one holder never overwrites another's lease.
+renewing and giving back are compare-and-set scripts: one holder never overwrites another's lease.
 """
 
 from __future__ import annotations
@@ -18,26 +21,31 @@ from core.keys import Keys
 LOCK_TTL_S = 90
 RENEW_S = 30  # the page's heartbeat: three chances before the lease runs out
 
-# Take the lock when it is free, renew it when it is ours; answer [holder, milliseconds left].
+# Take the lock when it is free, renew it when it is ours (ARGV: user, ttl ms, token);
+# answer [holder, milliseconds left].
 _ACQUIRE = """
-local holder = redis.call('GET', KEYS[1])
-if not holder or holder == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local value = redis.call('GET', KEYS[1])
+local holder = value and string.match(value, '^([^\\n]*)')
+if not value or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[3], 'PX', ARGV[2])
   return {ARGV[1], tonumber(ARGV[2])}
 end
 return {holder, redis.call('PTTL', KEYS[1])}
 """
-# Give the lock back only when it is ours.
+# Give the lock back only when it is ours, and (with a token) still that page view's.
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local holder, token = string.match(value, '^([^\\n]*)\\n?(.*)$')
+if holder == ARGV[1] and (ARGV[2] == '' or token == ARGV[2]) then
   return redis.call('DEL', KEYS[1])
 end
 return 0
 """
 
 
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
+def _holder(v: Any) -> str:
+    return (v.decode() if isinstance(v, bytes) else str(v)).split("\n", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -58,14 +66,17 @@ class ItemLocks:
         self._acquire = redis.register_script(_ACQUIRE)
         self._release = redis.register_script(_RELEASE)
 
-    async def acquire(self, image_id: str, user: str) -> Lock:
-        """Take or renew the lock for ``user``; the answer names whoever holds it now."""
-        holder, left_ms = await self._acquire(keys=[self.keys.lock(image_id)], args=[user, self.ttl_ms])
-        return Lock(image_id, _s(holder), time.time() + max(int(left_ms), 0) / 1000)
+    async def acquire(self, image_id: str, user: str, token: str = "") -> Lock:
+        """Take or renew the lock for ``user`` (``token``: the page view's); the answer names
+        whoever holds it now."""
+        holder, left_ms = await self._acquire(
+            keys=[self.keys.lock(image_id)], args=[user, self.ttl_ms, token]
+        )
+        return Lock(image_id, _holder(holder), time.time() + max(int(left_ms), 0) / 1000)
 
-    async def release(self, image_id: str, user: str) -> bool:
-        """Give the lock back if ``user`` holds it; True when it did."""
-        return bool(await self._release(keys=[self.keys.lock(image_id)], args=[user]))
+    async def release(self, image_id: str, user: str, token: str = "") -> bool:
+        """Give the lock back if ``user`` holds it (under ``token``, when one is given); True when it did."""
+        return bool(await self._release(keys=[self.keys.lock(image_id)], args=[user, token]))
 
     async def holder(self, image_id: str) -> Lock | None:
         return (await self.holders([image_id])).get(image_id)
@@ -81,7 +92,7 @@ class ItemLocks:
         out = await pipe.execute()
         now = time.time()
         return {
-            image_id: Lock(image_id, _s(holder), now + max(int(left), 0) / 1000)
+            image_id: Lock(image_id, _holder(holder), now + max(int(left), 0) / 1000)
             for image_id, holder, left in zip(image_ids, out[0::2], out[1::2], strict=True)
             if holder is not None
         }

@@ -176,6 +176,13 @@ def _iptc(raw: bytes, spoke: set[str]) -> Section:
     return out
 
 
+def metadata_of(blob_uri: str, provenance: Provenance | None = None) -> Metadata:
+    """The metadata of a stored image (blocking: run it in an executor); raises ``BlobNotFound``."""
+    from ingest.blobs import read_blob
+
+    return read_metadata(read_blob(blob_uri), provenance)
+
+
 def read_metadata(data: bytes, provenance: Provenance | None = None) -> Metadata:
     """Every field of ``data``'s metadata; a part that cannot be read is named in ``problems``."""
     from PIL import Image

@@ -1,4 +1,5 @@
-"""The HTML pages: login, queue, item (with keyboard labeling), upload, stats.
+"""The HTML pages: login, queue, item (with keyboard labeling and the forensic tools: zoom and pan,
+regions, metadata, undo, the item lock), upload, stats. Search and the undo form: ``review_pages``.
 
 Pages use a server-side session (cookie ``misinfo_session``, HttpOnly, SameSite=Lax); every form
 post carries the session's CSRF token, and the login form a double-submit token of its own. Failed
@@ -8,6 +9,7 @@ Query parameters are validated: a bad one is a 422 page, never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from datetime import UTC, datetime
@@ -18,16 +20,34 @@ from urllib.parse import quote, urlencode
 import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import TypeAdapter, ValidationError
 
 from core.contracts.provenance import PROVENANCE_STATES
+from core.contracts.verdicts import Region
 from core.keys import Keys
-from moderation.api import IMAGE_ID, MAX_OFFSET, SESSION_COOKIE, check_image_id, moderation
+from ingest.blobs import BlobNotFound
+from moderation.api import IMAGE_ID, MAX_OFFSET, SESSION_COOKIE, RegionIn, check_image_id, moderation
 from moderation.auth import Role, Session, User, csrf_ok
 from moderation.label_producer import FeedbackUnavailable
+from moderation.locks import RENEW_S, Lock
+from moderation.metadata import Metadata, metadata_of
+from moderation.service import ItemLocked
+from moderation.store import Item
 from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected
 
 LOGIN_CSRF_COOKIE = "misinfo_login_csrf"
 KEYS = {"authentic": "a", "manipulated": "m", "synthesized": "s"}
+# What each label means, shown beside the label buttons (and, for uncertain, in the queue's legend).
+LABEL_DEFINITIONS = {
+    "authentic": "A photograph or scan of a real scene, with at most edits that keep what it shows: "
+    "cropping, resizing, re-compression, exposure or colour correction.",
+    "manipulated": "A real photograph whose content was changed: something added, removed or moved, a "
+    "face swapped, parts spliced in from another image, inpainted or retouched to alter what it "
+    "shows. Mark the changed regions with the box tool.",
+    "synthesized": "Made whole by a generator (text-to-image, a GAN face, a render), however "
+    "photographic it looks. Mark regions only when a real photo was composited with generated parts.",
+    "uncertain": "The model's word when no class is likely enough; not a label a moderator gives.",
+}
 # The only messages /login?error=... shows: links carry a code, never text of their own.
 LOGIN_ERRORS = {
     "session-ended": "Your session has ended (signed out elsewhere, or your credentials changed)."
@@ -44,6 +64,9 @@ env = jinja2.Environment(
 )
 env.filters["ts"] = lambda t: datetime.fromtimestamp(float(t), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.1f}%"
+env.filters["hms"] = lambda t: datetime.fromtimestamp(float(t), UTC).strftime("%H:%M:%S UTC")
+env.globals["definitions"] = LABEL_DEFINITIONS
+REGIONS = TypeAdapter(list[RegionIn])
 
 
 class LoginRequired(Exception):
@@ -223,12 +246,15 @@ async def queue_page(
         prev_url=link(max(0, offset - limit)) if offset > 0 else None,
         next_url=link(offset + limit) if offset + limit < page.total else None,
         done=done,
+        undo=await mod.store.undo_ticket(user.name) if done else None,
         now=time.time(),
     )
 
 
 @router.get("/items/{image_id}")
-async def item_page(request: Request, image_id: str, done: Annotated[str, DONE] = "") -> Response:
+async def item_page(
+    request: Request, image_id: str, done: Annotated[str, DONE] = "", undone: bool = False
+) -> Response:
     user, session = await page_auth(request)
     mod = moderation(request)
     item = await mod.store.item(check_image_id(image_id))
@@ -241,6 +267,14 @@ async def item_page(request: Request, image_id: str, done: Annotated[str, DONE] 
             request, "error.jinja", status=404, user=user, csrf=session.csrf, message="No such image."
         )
     mine = next((lb for lb in item.labels if lb.moderator_id == user.name), None)
+    token = ""
+    lock: Lock | None
+    if user.has("moderator"):  # opening the item takes its lock (or shows who has it)
+        token = secrets.token_urlsafe(12)
+        lock = await mod.locks.acquire(image_id, user.name, token)
+    else:
+        lock = await mod.locks.holder(image_id)
+    metadata, metadata_error = await _metadata(item)
     return render(
         request,
         "item.jinja",
@@ -250,7 +284,39 @@ async def item_page(request: Request, image_id: str, done: Annotated[str, DONE] 
         mine=mine,
         can_label=user.has("moderator"),
         done=done,
+        undone=undone,
+        lock=lock,
+        lock_token=token if lock and lock.held_by(user.name) else "",
+        renew_s=RENEW_S,
+        undo=await mod.store.undo_ticket(user.name),
+        metadata=metadata,
+        metadata_error=metadata_error,
     )
+
+
+async def _metadata(item: Item) -> tuple[Metadata | None, str]:
+    if item.event is None:
+        return None, "No ingest record: the image's file is unknown."
+    provenance = item.verdict.provenance or item.event.provenance
+    try:
+        md = await asyncio.get_running_loop().run_in_executor(
+            None, metadata_of, item.event.blob_uri, provenance
+        )
+    except BlobNotFound:
+        return None, "The image's file is gone from the blob store."
+    except Exception as exc:  # noqa: BLE001 - a file the reader cannot open: the page still shows
+        return None, f"The metadata could not be read: {type(exc).__name__}."
+    return md, ""
+
+
+def parse_regions(raw: str) -> list[Region]:
+    """The label form's regions (a JSON list of boxes; a box past an edge is cut there)."""
+    if not raw.strip():
+        return []
+    try:
+        return [r.region() for r in REGIONS.validate_json(raw)]
+    except ValidationError as exc:
+        raise ValueError(f"the regions could not be read ({exc.error_count()} problems)") from None
 
 
 @router.post("/items/{image_id}/label")
@@ -263,11 +329,20 @@ async def label_form(request: Request, image_id: str) -> Response:
             request, "error.jinja", status=400, user=user, csrf=session.csrf, message="Pick a label."
         )
     try:
-        await mod.label(check_image_id(image_id), user, label, str(form.get("note", "")))
+        regions = parse_regions(str(form.get("regions", "")))
+        await mod.label(check_image_id(image_id), user, label, str(form.get("note", "")), regions)
     except KeyError:
         return render(
             request, "error.jinja", status=404, user=user, csrf=session.csrf, message="No such image."
         )
+    except ItemLocked as exc:
+        message = (
+            f"{exc.lock.holder} has this item open; your label was not saved. Try again when they are done."
+        )
+        return render(request, "error.jinja", status=409, user=user, csrf=session.csrf, message=message)
+    except ValueError as exc:
+        message = f"The label was not saved: {exc}."
+        return render(request, "error.jinja", status=400, user=user, csrf=session.csrf, message=message)
     except FeedbackUnavailable as exc:
         return render(
             request,
@@ -284,6 +359,7 @@ async def label_form(request: Request, image_id: str) -> Response:
 async def skip_form(request: Request, image_id: str) -> Response:
     user, _, _ = await form_auth(request, "moderator")
     await moderation(request).store.skip(user.name, check_image_id(image_id))
+    await moderation(request).locks.release(image_id, user.name)
     return await _next(request, user, image_id, "")
 
 
