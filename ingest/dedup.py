@@ -19,9 +19,18 @@ rather than misreading an old one.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis as redis_lib
 
 from core.keys import Keys
+from ingest.exceptions import StoreUnavailable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def hamming(a: str, b: str) -> int:
@@ -44,12 +53,42 @@ def bands(phash: str, distance: int) -> list[tuple[int, int]]:
 
 
 class Dedup:
-    def __init__(self, redis: Any, prefix: str = "misinfo", near_distance: int = 4) -> None:
+    """Every call waits through a Redis outage (a restart, a failover) for up to ``patience_s``,
+    retrying with a capped backoff, the way a paused Redis simply makes it wait; only then does it
+    raise :class:`StoreUnavailable`. A collector thus rides out a Redis restart instead of dying."""
+
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str = "misinfo",
+        near_distance: int = 4,
+        *,
+        patience_s: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.keys = Keys(prefix)
         # -1 turns linking off; more than 15 bands of 4 bits would make buckets useless.
         self.near_distance = min(near_distance, 15)
+        self.patience_s = patience_s
+        self.sleep = sleep
+
+    def _call(self, what: str, op: Callable[[], T]) -> T:
+        deadline = time.monotonic() + self.patience_s
+        delay = 0.2
+        while True:
+            try:
+                return op()
+            except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(
+                        f"Redis did not answer for {self.patience_s:.0f}s ({what}): {exc}; "
+                        "check MISINFO_REDIS_URL and that Redis is running"
+                    ) from exc
+                log.warning("Redis unavailable (%s: %s); retrying in %.1fs", what, exc, delay)
+                self.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     def _published(self, image_id: str) -> str:
         return self.keys.published(image_id)
@@ -63,33 +102,45 @@ class Dedup:
     def record_sighting(self, image_id: str, source: str, source_item_id: str) -> int:
         """Record that ``source_item_id`` showed this image; return how many distinct sightings it has."""
         key = self.sightings_key(image_id)
-        pipe = self.redis.pipeline()
-        pipe.sadd(key, f"{source}:{source_item_id}")
-        pipe.scard(key)
-        return int(pipe.execute()[1])
+
+        def op() -> int:
+            pipe = self.redis.pipeline()
+            pipe.sadd(key, f"{source}:{source_item_id}")
+            pipe.scard(key)
+            return int(pipe.execute()[1])
+
+        return self._call("record a sighting", op)
 
     def is_published(self, image_id: str) -> bool:
-        return bool(self.redis.exists(self._published(image_id)))
+        return self._call("published?", lambda: bool(self.redis.exists(self._published(image_id))))
 
     def mark_published(self, image_id: str, phash: str | None = None) -> None:
         """After the broker's ack: remember the image, and index its perceptual hash."""
-        pipe = self.redis.pipeline()
-        pipe.set(self._published(image_id), 1)
-        if phash and self.near_distance >= 0:
-            for band, value in bands(phash, self.near_distance):
-                pipe.sadd(self._bucket(band, value), f"{phash}:{image_id}")
-        pipe.execute()
+
+        def op() -> None:
+            pipe = self.redis.pipeline()
+            pipe.set(self._published(image_id), 1)
+            if phash and self.near_distance >= 0:
+                for band, value in bands(phash, self.near_distance):
+                    pipe.sadd(self._bucket(band, value), f"{phash}:{image_id}")
+            pipe.execute()
+
+        self._call("mark published", op)
 
     def find_near_duplicate(self, phash: str, image_id: str) -> tuple[int, str] | None:
         """(distance, image_id) of the indexed image closest to ``phash`` within the distance bound
         (never ``image_id`` itself), or None."""
         if self.near_distance < 0:
             return None
-        pipe = self.redis.pipeline()
-        for band, value in bands(phash, self.near_distance):
-            pipe.smembers(self._bucket(band, value))
+
+        def op() -> list[Any]:
+            pipe = self.redis.pipeline()
+            for band, value in bands(phash, self.near_distance):
+                pipe.smembers(self._bucket(band, value))
+            return list(pipe.execute())
+
         best: tuple[int, str] | None = None
-        for members in pipe.execute():
+        for members in self._call("near-duplicate lookup", op):
             for raw in members:
                 other_hash, _, other_id = (raw.decode() if isinstance(raw, bytes) else raw).partition(":")
                 if other_id == image_id or len(other_hash) != len(phash):

@@ -16,3 +16,7 @@ class BadInput(IngestError):
 
 class PublishError(IngestError):
     """The broker refused a record permanently (after retries)."""
+
+
+class StoreUnavailable(IngestError):
+    """Redis (dedup, sightings) did not answer within the collector's patience."""

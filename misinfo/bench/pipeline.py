@@ -20,12 +20,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import signal
 import statistics
-import subprocess
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -34,56 +31,8 @@ import click
 
 from core.config import Settings, load_settings
 from core.keys import Keys
-from misinfo.procs import run_misinfo, start_misinfo
-
-
-def _say(msg: str) -> None:
-    click.echo(msg, err=True)
-
-
-def _fresh(settings: Settings, tag: str) -> Settings:
-    return settings.isolated(
-        f"bench-{tag}",
-        state_dir=str(Path(settings.state_dir) / "bench" / tag),  # own collector cursors
-        train_trigger=False,
-    )
-
-
-def _owned_partitions(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            return resp.read().decode().count("misinfo_consumer_lag{")
-    except OSError:
-        return 0
-
-
-def _wait(cond: Any, timeout: float, what: str, proc: Any = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if proc is not None and proc.poll() is not None:
-            raise click.ClickException(f"the worker exited while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
-class _Worker:
-    """A `misinfo worker` process for one phase; joined (owns a partition) when entered."""
-
-    def __init__(self, s: Settings, noop: bool, log: Path) -> None:
-        args = ["worker", "--noop-detector"] if noop else ["worker"]
-        self.s, self.proc = s, start_misinfo(s, *args, log=log)
-
-    def __enter__(self) -> Any:
-        _wait(lambda: _owned_partitions(self.s.worker_web_port) >= 1, 180, "the worker to join", self.proc)
-        return self.proc
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+from misinfo.bench.support import Worker, fresh, say, wait
+from misinfo.procs import run_misinfo
 
 
 def _records(s: Settings) -> list[tuple[float, float]]:
@@ -124,7 +73,7 @@ def drain(settings: Settings, source_topic: str, n: int, noop: bool, logs: Path)
 
     from misinfo.devstack import DevStack
 
-    s = _fresh(settings, uuid.uuid4().hex[:8])
+    s = fresh(settings, uuid.uuid4().hex[:8])
     DevStack(s).create_topics()
     consumer = KafkaConsumer(bootstrap_servers=s.kafka_bootstrap, enable_auto_commit=False)
     parts = [
@@ -142,8 +91,8 @@ def drain(settings: Settings, source_topic: str, n: int, noop: bool, logs: Path)
     producer.flush()
     producer.close()
     consumer.close()
-    with _Worker(s, noop, logs / f"drain-{'noop' if noop else 'model'}.log") as proc:
-        _wait(lambda: _count(s) >= n, 900, f"{n} verdicts", proc)
+    with Worker(s, noop, logs / f"drain-{'noop' if noop else 'model'}.log") as proc:
+        wait(lambda: _count(s) >= n, 900, f"{n} verdicts", proc)
     decided = sorted(d for _, d in _records(s))
     first_batch = min(settings.max_batch, n - 1)
     return (n - first_batch) / max(1e-9, decided[-1] - decided[first_batch - 1])
@@ -153,9 +102,9 @@ def run_pipeline(settings: Settings, folder: Path, n: int, noop: bool, logs: Pat
     """Collector and worker running together on fresh topics: end-to-end rate and latency."""
     from misinfo.devstack import DevStack
 
-    s = _fresh(settings, uuid.uuid4().hex[:8])
+    s = fresh(settings, uuid.uuid4().hex[:8])
     DevStack(s).create_topics()
-    with _Worker(s, noop, logs / f"worker-{'noop' if noop else 'model'}.log") as proc:
+    with Worker(s, noop, logs / f"worker-{'noop' if noop else 'model'}.log") as proc:
         started = time.perf_counter()
         out = run_misinfo(s, "collect", "folder", str(folder), "--once")
         if out.returncode != 0:
@@ -164,7 +113,7 @@ def run_pipeline(settings: Settings, folder: Path, n: int, noop: bool, logs: Pat
         if published != n:
             raise click.ClickException(f"the collector published {published} of {n} images")
         collector_s = time.perf_counter() - started
-        _wait(lambda: _count(s) >= n, 900, f"{n} verdicts", proc)
+        wait(lambda: _count(s) >= n, 900, f"{n} verdicts", proc)
     pairs = _records(s)
     collected, decided = [c for c, _ in pairs], [d for _, d in pairs]
     lat_ms = sorted((d - c) * 1000 for c, d in zip(collected, decided, strict=True))
@@ -232,39 +181,39 @@ def bench_pipeline(n: int, batch_size: int) -> None:
     base = dataclasses.replace(load_settings(), max_batch=batch_size, max_wait_s=0.05)
     stack = DevStack(base)
     already = {c.name for c in stack.status() if c.healthy}
-    stack.up(["broker", "redis"], progress=lambda m: _say("  " + m))
+    stack.up(["broker", "redis"], progress=lambda m: say("  " + m))
     try:
         model = ensure_model(base)
         base = dataclasses.replace(base, model_path=model)
         with tempfile.TemporaryDirectory(prefix="misinfo-bench-") as tmp:
             folder, logs = Path(tmp) / "images", Path(tmp) / "logs"
             logs.mkdir()
-            _say(f"writing {n} sample images")
+            say(f"writing {n} sample images")
             write_samples(folder, n=n, seed=4242)
-            _say("pipeline with the tiny detector ...")
+            say("pipeline with the tiny detector ...")
             model_run = run_pipeline(base, folder, n, noop=False, logs=logs)
-            _say(f"  {model_run['images_per_s']:.1f} images/s")
-            _say("pipeline with the no-op detector ...")
+            say(f"  {model_run['images_per_s']:.1f} images/s")
+            say("pipeline with the no-op detector ...")
             noop_run = run_pipeline(base, folder, n, noop=True, logs=logs)
-            _say(f"  {noop_run['images_per_s']:.1f} images/s")
-            _say("worker alone on a backlog, tiny detector ...")
+            say(f"  {noop_run['images_per_s']:.1f} images/s")
+            say("worker alone on a backlog, tiny detector ...")
             drain_model = drain(base, model_run["topic"], n, noop=False, logs=logs)
-            _say(f"  {drain_model:.1f} images/s")
-            _say("worker alone on a backlog, no-op detector ...")
+            say(f"  {drain_model:.1f} images/s")
+            say("worker alone on a backlog, no-op detector ...")
             drain_noop = drain(base, noop_run["topic"], n, noop=True, logs=logs)
-            _say(f"  {drain_noop:.1f} images/s")
-            _say("bare detector in-process ...")
+            say(f"  {drain_noop:.1f} images/s")
+            say("bare detector in-process ...")
             det_rate = bare_detector(model, folder, batch_size, base)
-            _say(f"  {det_rate:.1f} images/s")
-            _say("bare aiokafka consume-and-produce loop ...")
+            say(f"  {det_rate:.1f} images/s")
+            say("bare aiokafka consume-and-produce loop ...")
             loop_rate = asyncio.run(_bare_transport(base.kafka_bootstrap, noop_run["topic"], n))
-            _say(f"  {loop_rate:.1f} images/s")
+            say(f"  {loop_rate:.1f} images/s")
     finally:
         started = [
             c.name for c in stack.components if c.name in ("broker", "redis") and c.name not in already
         ]
         if started:
-            stack.down(started, progress=lambda m: _say("  " + m))
+            stack.down(started, progress=lambda m: say("  " + m))
     figures = {
         "benchmark": "pipeline",
         "images": n,

@@ -94,3 +94,32 @@ def test_sightings_and_published_marks():
     assert not d.is_published("i")
     d.mark_published("i")
     assert d.is_published("i")
+
+
+class FlakyRedis(FakeRedis):
+    """Refuses connections ``down`` times (a Redis restarting), then answers."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__()
+        self.down = down
+
+    def exists(self, key: str) -> int:
+        import redis
+
+        if self.down:
+            self.down -= 1
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return super().exists(key)
+
+
+def test_a_redis_restart_is_waited_out_and_a_long_outage_is_one_clear_error():
+    from ingest.exceptions import StoreUnavailable
+
+    waits: list[float] = []
+    d = Dedup(FlakyRedis(down=3), "p", sleep=waits.append)
+    assert d.is_published("x") is False
+    assert waits == [0.2, 0.4, 0.8]  # backed off, then answered
+
+    gone = Dedup(FlakyRedis(down=10**6), "p", patience_s=0.0, sleep=waits.append)
+    with pytest.raises(StoreUnavailable, match="Redis did not answer .* MISINFO_REDIS_URL"):
+        gone.is_published("x")
