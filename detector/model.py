@@ -381,9 +381,13 @@ class Detector:
             want_blocks = False  # the whole forward is compiled (or refused): blocks add nothing
         compiled_blocks = False
         if want_blocks:
-            modules = blocks.compile_blocks(self.model, backend=backend)
+            modules = blocks.block_modules(self.model)
             started = time.perf_counter()
-            compiled_blocks = bool(modules) and self._warm_up()
+            try:
+                blocks.compile_blocks(self.model, backend=backend)
+                compiled_blocks = bool(modules) and self._warm_up()
+            except Exception as exc:  # compile backends raise many types; any of them means "don't compile"
+                log.debug("compiling blocks failed", exc_info=exc)
             warmup_s = time.perf_counter() - started
             if not compiled_blocks:
                 blocks.uncompile(modules)

@@ -427,7 +427,13 @@ async def upload_form(request: Request) -> Response:
 
 @router.get("/stats")
 async def stats_page(request: Request) -> Response:
+    from moderation.retraining import panel
+
     user, session = await page_auth(request)
-    stats = await moderation(request).store.stats()
+    mod = moderation(request)
+    stats = await mod.store.stats()
     peak = max([1] + [max(h["verdicts"], h["labels"]) for h in stats["throughput"]])
-    return render(request, "stats.jinja", user=user, csrf=session.csrf, stats=stats, peak=peak)
+    retraining = await panel(mod.settings, mod.redis)
+    return render(
+        request, "stats.jinja", user=user, csrf=session.csrf, stats=stats, peak=peak, retraining=retraining
+    )
