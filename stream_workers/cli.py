@@ -29,6 +29,7 @@ def worker(web_port: int | None, noop_detector: bool) -> None:
     from stream_workers.app import create_app
 
     settings = load_settings(worker_web_port=web_port)
+    check_model_path(settings.model_path)
     setting = "MISINFO_WORKER_WEB_PORT (or --web-port)"
     require_port("the worker's metrics server", settings.worker_web_bind, settings.worker_web_port, setting)
     wait_until_reachable(settings, ("broker", "redis"), who="worker", say=lambda m: click.echo(m, err=True))
@@ -40,6 +41,20 @@ def worker(web_port: int | None, noop_detector: bool) -> None:
         detector = load_detector(settings)
     app = create_app(settings, detector)
     faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+
+
+def check_model_path(path: str) -> None:
+    """A model path that names a local directory must exist (a hub id such as
+    ``Qwen/Qwen2.5-VL-3B-Instruct`` is not checked): say so in one line before anything loads."""
+    from pathlib import Path
+
+    from core.config import SettingError
+
+    if path and path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
+        raise SettingError(
+            f"MISINFO_MODEL_PATH={path!r} is not a directory: point it at a checkpoint directory or a "
+            "hub id (Qwen/Qwen2.5-VL-3B-Instruct), or unset it for the tiny random checkpoint"
+        )
 
 
 def summary_line(verdict: Any) -> str:

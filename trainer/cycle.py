@@ -247,4 +247,34 @@ def run_cycle(
         result["promoted"] = True
         result["model_update"] = update.to_dict()
     (work / "result.json").write_text(json.dumps(result, indent=1, default=str))
+    record_result(settings, request, info.version, decision, result["promoted"])
     return result
+
+
+def record_result(
+    settings: Settings, request: TrainingRequest, version: str, decision: Any, promoted: bool
+) -> None:
+    """Add the cycle's outcome to the trigger's history (``misinfo train status``, the watcher's
+    cycles-by-outcome metric, the stats page). Best effort: the registry already holds the truth."""
+    import time
+
+    import redis
+
+    from core.retraining import record_event
+
+    try:
+        record_event(
+            redis.Redis.from_url(settings.redis_url),
+            request.redis_prefix or settings.redis_prefix,
+            {
+                "event": "result",
+                "submission_id": request.submission_id,
+                "version": version,
+                "gate": "passed" if decision.promote else "refused",
+                "promoted": promoted,
+                "reasons": "; ".join(decision.reasons)[:1000],
+                "at": time.time(),
+            },
+        )
+    except Exception as exc:  # noqa: BLE001 - Redis down: the status then shows the job's status only
+        log.warning("cycle result not recorded in the trigger's history (%s)", exc)

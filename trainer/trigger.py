@@ -11,7 +11,10 @@ and neither the cooldown since the last start is running nor a training is in fl
 the claim is a Redis ``SET NX``, so several feedback agents never start two). Keys, under
 ``{prefix}:training:``: ``labels_total``, ``seen`` (label identities, so a replayed label is not
 counted twice), ``recent`` (0/1 disagreements, newest first), ``per_class:{label}``,
-``labels_at_last``, ``last_started_at``, ``in_flight`` (submission id), ``history`` (JSON lines).
+``labels_at_last``, ``last_started_at``, ``in_flight`` (submission id), ``history`` (JSON lines:
+``submitted``, ``finished`` and the cycle's ``result``), ``watcher`` (the watcher's heartbeat). The
+read side (counters, policy, cycles and their outcomes) is :mod:`core.retraining`, shared with the
+review service's stats page.
 
 Undo: a moderator's undo arrives as a retraction of the label (``Label.retracted_at`` set, same
 identity). :meth:`TriggerState.retract_label` takes the label's counts back once (``retracted`` holds
@@ -26,51 +29,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.contracts.training import TrainingRequest
 from core.keys import Keys
+from core.retraining import Counters, TriggerPolicy  # noqa: F401 - re-exported: read by every service
 
 log = logging.getLogger(__name__)
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-
-
-@dataclass(frozen=True)
-class TriggerPolicy:
-    min_new_labels: int = 50
-    disagreement_threshold: float = 0.3
-    disagreement_window: int = 100
-    cooldown_s: float = 3600.0
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> TriggerPolicy:
-        return cls(
-            settings.train_min_new_labels,
-            settings.train_disagreement_threshold,
-            settings.train_disagreement_window,
-            settings.train_cooldown_s,
-        )
-
-
-@dataclass(frozen=True)
-class Counters:
-    labels_total: int = 0
-    labels_at_last: int = 0
-    recent: tuple[int, ...] = ()  # newest first, at most the window
-    last_started_at: float | None = None
-    in_flight: str | None = None
-
-    @property
-    def new_labels(self) -> int:
-        return self.labels_total - self.labels_at_last
-
-    def disagreement(self, window: int) -> float | None:
-        """The disagreement share over the last ``window`` labels, None until the window is full."""
-        if window <= 0 or len(self.recent) < window:
-            return None
-        return sum(self.recent[:window]) / window
 
 
 def decide(policy: TriggerPolicy, c: Counters, now: float) -> tuple[bool, str]:

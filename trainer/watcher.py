@@ -6,12 +6,17 @@ shares the labels between them; the label-identity set in Redis keeps counts exa
 the trigger's ``SET NX`` claim keeps at most one training in flight. Thin Faust wiring only; the policy lives in :mod:`trainer.trigger`, the Ray submission in
 :mod:`trainer.submit`. Redis and Ray calls block, so they run in a small executor, never on the event
 loop. A timer re-checks the trigger so a finished job frees the slot even when no label arrives.
+Each batch of labels ends with one log line (what was read, where the trigger stands); /metrics
+serves ``trainer.metric_names``, and every refresh leaves a heartbeat in Redis that ``misinfo train
+status`` and the review service's stats page read ("label counting runs").
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,6 +26,7 @@ from core.keys import Keys
 log = logging.getLogger(__name__)
 
 RECHECK_S = 30.0
+LABEL_BATCH = 200  # labels counted together, with one log line
 
 
 class FeedbackHandler:
@@ -38,6 +44,11 @@ class FeedbackHandler:
     def handle(self, payload: bytes) -> bool:
         """Record a Label payload (or apply a retraction: an undo); returns whether the counts changed.
         Invalid payloads are logged and dropped."""
+        return self.handle_result(payload) in ("counted", "retracted")
+
+    def handle_result(self, payload: bytes) -> str:
+        """As :meth:`handle`, saying what became of the payload: ``counted``, ``retracted`` (an undo
+        took a label's counts back), ``replayed`` (already counted or taken back) or ``invalid``."""
         from core.contracts.base import ContractError
         from core.contracts.verdicts import Label
 
@@ -45,9 +56,9 @@ class FeedbackHandler:
             label = Label.parse(payload)
         except ContractError as exc:
             log.warning("dropping an invalid label: %s", exc)
-            return False
+            return "invalid"
         if label.is_retraction:  # a moderator's undo: the label's counts are taken back
-            return self.state.retract_label(label)
+            return "retracted" if self.state.retract_label(label) else "replayed"
         # The model's own label, not the final one: a label decided by provenance (a C2PA manifest
         # declaring AI) that the model missed is a disagreement worth learning from.
         model, final = self.redis.hmget(
@@ -55,7 +66,8 @@ class FeedbackHandler:
         )
         served = model if model is not None else final
         served_label = served.decode() if isinstance(served, bytes) else served
-        return self.state.record_label(label, served_label, self.policy.disagreement_window)
+        counted = self.state.record_label(label, served_label, self.policy.disagreement_window)
+        return "counted" if counted else "replayed"
 
     def check(self) -> Any:
         if not self.settings.train_trigger:
@@ -66,45 +78,63 @@ class FeedbackHandler:
 
 
 class WatcherMetrics:
-    """What an operator asks of the loop, as Prometheus gauges read from the trigger's counters:
-    labels in all, labels since the last training, the disagreement share, a training in flight."""
+    """What an operator asks of the loop (``trainer.metric_names``): labels received by what became of
+    them, the trigger's counters and thresholds, its progress, the cooldown left, a training in flight,
+    and the cycles by outcome, the gauges read from the trigger's state in Redis."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
+        from prometheus_client import CollectorRegistry
+
+        from core.metric_specs import build
+        from trainer.metric_names import WATCHER_METRICS
 
         self.registry = CollectorRegistry()
-        self.labels_total = Gauge("misinfo_watcher_labels_total", "labels counted", registry=self.registry)
-        self.new_labels = Gauge(
-            "misinfo_watcher_new_labels", "labels since the last training started", registry=self.registry
-        )
-        self.disagreement = Gauge(
-            "misinfo_watcher_disagreement",
-            "moderator-model disagreement share over the window (-1 until the window is full)",
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "misinfo_watcher_training_in_flight",
-            "1 while a training job is in flight",
-            registry=self.registry,
-        )
-        self.submitted = Counter(
-            "misinfo_watcher_trainings_submitted",
-            "trainings submitted by this watcher",
-            registry=self.registry,
-        )
+        self.m = build(WATCHER_METRICS, self.registry)
 
-    def update(self, handler: FeedbackHandler) -> None:
-        c = handler.state.counters()
-        self.labels_total.set(c.labels_total)
-        self.new_labels.set(c.new_labels)
-        share = c.disagreement(handler.policy.disagreement_window)
-        self.disagreement.set(-1.0 if share is None else share)
-        self.in_flight.set(1 if c.in_flight else 0)
+    def received(self, result: str, n: int = 1) -> None:
+        self.m["misinfo_watcher_labels_received_total"].labels(result=result).inc(n)
+
+    def submitted(self) -> None:
+        self.m["misinfo_watcher_trainings_submitted_total"].inc()
+
+    def update(self, status: Any) -> None:
+        """Set the gauges from a :class:`core.retraining.RetrainStatus`."""
+        from core.retraining import OUTCOMES, outcome_counts
+
+        c, p, m = status.counters, status.policy, self.m
+        m["misinfo_watcher_labels_total"].set(c.labels_total)
+        m["misinfo_watcher_new_labels"].set(c.new_labels)
+        m["misinfo_watcher_new_labels_threshold"].set(p.min_new_labels)
+        share = status.disagreement
+        m["misinfo_watcher_disagreement"].set(-1.0 if share is None else share)
+        m["misinfo_watcher_disagreement_threshold"].set(p.disagreement_threshold)
+        m["misinfo_watcher_trigger_progress"].set(status.progress)
+        m["misinfo_watcher_cooldown_seconds_left"].set(status.cooldown_left_s)
+        m["misinfo_watcher_training_in_flight"].set(1 if c.in_flight else 0)
+        counts = outcome_counts(status.cycles())
+        for outcome in OUTCOMES:
+            m["misinfo_watcher_cycles"].labels(outcome=outcome).set(counts[outcome])
 
     def render(self) -> bytes:
         from prometheus_client import generate_latest
 
         return generate_latest(self.registry)
+
+
+def batch_line(results: dict[str, int], status: Any) -> str:
+    """The one log line per label batch: what was read, then where the trigger stands."""
+    c, p = status.counters, status.policy
+    read = ", ".join(f"{n} {k}" for k, n in sorted(results.items()) if n) or "nothing"
+    share = status.disagreement
+    dis = "n/a" if share is None else f"{share:.2f}"
+    left = status.cooldown_left_s
+    return (
+        f"labels: {sum(results.values())} read ({read}); {c.new_labels}/{p.min_new_labels} new since the "
+        f"last training, disagreement {dis}/{p.disagreement_threshold:.2f} over {p.disagreement_window}, "
+        f"progress {status.progress:.0%}, "
+        + (f"cooldown {left:.0f} s, " if left > 0 else "")
+        + (f"training {c.in_flight} in flight" if c.in_flight else "no training in flight")
+    )
 
 
 def register_watcher(app: Any, settings: Settings, submitter: Any = None) -> Any:
@@ -135,43 +165,59 @@ def register_watcher(app: Any, settings: Settings, submitter: Any = None) -> Any
             )
         return handler_box["h"]
 
-    def on_label(payload: bytes) -> None:
-        try:
-            h = handler()
-            new = h.handle(payload)
-        except Exception:  # noqa: BLE001 - the label itself is durable (topic + Redis); keep consuming
-            log.exception("could not count a label")
-            return
-        if new:
+    def on_labels(payloads: list[bytes]) -> None:
+        results: Counter[str] = Counter()
+        h = handler()
+        for payload in payloads:
+            try:
+                results[h.handle_result(payload)] += 1
+            except Exception:  # noqa: BLE001 - the label itself is durable (topic + Redis); keep consuming
+                log.exception("could not count a label")
+                results["failed"] += 1
+        for result, n in results.items():
+            metrics.received(result, n)
+        if results["counted"] or results["retracted"]:
             try:
                 if h.check() is not None:
-                    metrics.submitted.inc()
+                    metrics.submitted()
             except Exception as exc:  # noqa: BLE001 - a failed submission is retried on the next label/timer
                 log.warning(
                     "retrain trigger failed (%s: %s); retrying on the next label", type(exc).__name__, exc
                 )
+        status = refresh_metrics()
+        if status is not None:
+            log.info("%s", batch_line(results, status))
 
     def recheck() -> None:
         try:
             if settings.train_trigger and handler().check() is not None:
-                metrics.submitted.inc()
+                metrics.submitted()
         except Exception as exc:  # noqa: BLE001 - e.g. Ray unreachable: one line, not a traceback a minute
             log.warning("retrain trigger re-check failed (%s: %s)", type(exc).__name__, exc)
         refresh_metrics()
 
-    def refresh_metrics() -> None:
+    def refresh_metrics() -> Any:
+        """Read the trigger's state, set the gauges and say "counting runs here" (the heartbeat)."""
+        from core.retraining import read_status, report_watcher
+
         try:
-            metrics.update(handler())
+            h = handler()
+            status = read_status(h.redis, settings.redis_prefix, h.policy)
+            metrics.update(status)
+            report_watcher(h.redis, settings.redis_prefix, settings.watcher_group, socket.gethostname())
+            return status
         except Exception as exc:  # noqa: BLE001 - Redis down: the gauges keep their last values
             log.warning("watcher metrics not refreshed (%s: %s)", type(exc).__name__, exc)
+            return None
 
     feedback = app.topic(settings.topic_feedback, value_type=bytes, key_type=bytes)
     loop_run = asyncio.get_event_loop
 
     @app.agent(feedback, concurrency=1)
     async def feedback_agent(stream: Any) -> None:
-        async for payload in stream:
-            await loop_run().run_in_executor(executor, on_label, payload)
+        # Labels in batches (what arrived within a second): one count pass and one log line each.
+        async for payloads in stream.take(LABEL_BATCH, within=1.0):
+            await loop_run().run_in_executor(executor, on_labels, payloads)
 
     @app.timer(RECHECK_S)
     async def trigger_recheck() -> None:
@@ -193,7 +239,11 @@ def run_watcher(settings: Settings) -> None:
     from core.kafka import make_faust_app
 
     app = make_faust_app(
-        settings, settings.watcher_group, web_enabled=True, web_port=settings.watcher_web_port
+        settings,
+        settings.watcher_group,
+        web_enabled=True,
+        web_port=settings.watcher_web_port,
+        web_bind=settings.watcher_web_bind,
     )
     register_watcher(app, settings)
     faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()

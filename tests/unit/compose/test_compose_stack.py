@@ -6,8 +6,8 @@
   (a command whose module is missing fails its --help, which is what we want);
 - every MISINFO_* variable set anywhere in the stack is one the settings read, every setting that
   production needs is set, and each service's environment loads into Settings;
-- the Grafana dashboard parses and names only metrics the workers export
-  (stream_workers.metric_names), and Prometheus scrapes the workers where they serve them.
+- the Grafana dashboard parses and names only metrics the workers and the retrain watcher export
+  (stream_workers.metric_names, trainer.metric_names), and Prometheus scrapes them where they serve them.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from click.testing import CliRunner
 
 from core.config import env_names, load_settings
 from stream_workers.metric_names import METRIC_NAMES, METRICS, all_series
+from trainer.metric_names import WATCHER_METRIC_NAMES, WATCHER_METRICS, watcher_series
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "compose"
@@ -436,7 +437,7 @@ def _targets(dashboard: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def test_dashboards_name_only_exported_metrics() -> None:
     assert _dashboards(), "no dashboard in compose/grafana/dashboards"
-    series = all_series()
+    series = {**all_series(), **watcher_series()}  # the workers' and the retrain watcher's
     datasource = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
     ds_uids = {d["uid"] for d in datasource["datasources"]}
     used: set[str] = set()
@@ -449,15 +450,17 @@ def test_dashboards_name_only_exported_metrics() -> None:
             metrics, labels = promql_names(target["expr"])
             assert metrics, f"{path.name} / {title}: no metric in {target['expr']!r}"
             unknown = metrics - set(series)
-            assert not unknown, f"{path.name} / {title}: {sorted(unknown)} not exported (METRIC_NAMES)"
+            assert not unknown, f"{path.name} / {title}: {sorted(unknown)} not exported (*METRIC_NAMES)"
             specs = {series[m] for m in metrics}
             allowed_labels = TARGET_LABELS.union(*(s.labels for s in specs))
             assert labels <= allowed_labels, (
                 f"{path.name} / {title}: labels {sorted(labels - allowed_labels)}"
             )
             used |= {s.name for s in specs}
-    assert set(METRIC_NAMES) <= used, f"metrics no panel shows: {sorted(set(METRIC_NAMES) - used)}"
+    exported = set(METRIC_NAMES) | set(WATCHER_METRIC_NAMES)
+    assert exported <= used, f"metrics no panel shows: {sorted(exported - used)}"
     assert len(METRIC_NAMES) == len(set(METRIC_NAMES)) == len(METRICS)
+    assert len(WATCHER_METRIC_NAMES) == len(set(WATCHER_METRIC_NAMES)) == len(WATCHER_METRICS)
 
 
 def test_grafana_provisioning_points_at_the_mounted_dashboards(compose) -> None:
@@ -482,3 +485,14 @@ def test_prometheus_scrapes_every_worker_replica(compose) -> None:
     assert f"127.0.0.1:{port}/metrics" in " ".join(worker["healthcheck"]["test"])
     # Prometheus calls in over the compose network: the default loopback bind would refuse it.
     assert service_env(worker)["MISINFO_WORKER_WEB_BIND"] == "0.0.0.0"
+
+
+def test_prometheus_scrapes_the_retrain_watcher(compose) -> None:
+    config = yaml.safe_load(PROMETHEUS_FILE.read_text())
+    job = next(j for j in config["scrape_configs"] if j["job_name"] == "misinfo-retrain-watcher")
+    watcher = compose["services"]["retrain-watcher"]
+    env = service_env(watcher)
+    port = int(env["MISINFO_WATCHER_WEB_PORT"])
+    assert job["static_configs"][0]["targets"] == [f"retrain-watcher:{port}"]
+    assert env["MISINFO_WATCHER_WEB_BIND"] == "0.0.0.0"  # reachable over the compose network
+    assert f"127.0.0.1:{port}/metrics" in " ".join(watcher["healthcheck"]["test"])

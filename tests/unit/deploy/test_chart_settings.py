@@ -30,6 +30,7 @@ from tests.unit.deploy.chart import (
     secret_data,
     values_for,
 )
+from trainer.metric_names import WATCHER_METRIC_NAMES, watcher_series
 
 # Every misinfo container must set these: the defaults point at the embedded one-machine stack
 # (127.0.0.1 ports, a local blob directory) and would silently split the system if a pod fell back
@@ -379,15 +380,15 @@ def test_dashboard_configmap_is_the_compose_dashboard_and_names_exported_metrics
     assert dashboards[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(dashboards[0]["data"]["misinfo-workers.json"])
     assert dashboard == json.loads(COMPOSE_DASHBOARD.read_text()), "one dashboard for compose and the chart"
-    series = all_series()
+    series = {**all_series(), **watcher_series()}
     used = set()
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
             metrics, _labels = promql_names(target["expr"])
             unknown = metrics - set(series)
             assert not unknown, (
-                f"panel {panel['title']!r} queries {sorted(unknown)}, not exported by the workers"
+                f"panel {panel['title']!r} queries {sorted(unknown)}, not exported by the workers or the watcher"
             )
             used |= {series[m].name for m in metrics}
-    assert used and used <= set(METRIC_NAMES)
+    assert used and used <= set(METRIC_NAMES) | set(WATCHER_METRIC_NAMES)
     assert Path(CHART / "files" / "misinfo-workers.json").resolve() == COMPOSE_DASHBOARD.resolve()
