@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from core.contracts.images import ImageEvent, Source
 from core.contracts.provenance import ProvenanceState
@@ -85,6 +85,14 @@ Viewer = Annotated[User, require("viewer")]
 Moderator = Annotated[User, require("moderator")]
 Admin = Annotated[User, require("admin")]
 ImageId = Annotated[str, Field(pattern=IMAGE_ID)]
+
+
+def _iso(value: Any) -> Any:
+    """ISO 8601 text only: pydantic alone would also read ``0.5`` as a unix time."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+Instant = Annotated[datetime, BeforeValidator(_iso)]
 LockToken = Annotated[
     str,
     Query(
@@ -517,10 +525,10 @@ async def get_search(
         Query(description="none: no moderator label; any: labeled; or a moderator's label"),
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="decided at or after (ISO 8601; UTC if no zone)")
+        Instant | None, Query(description="decided at or after (ISO 8601; UTC if no zone)")
     ] = None,
     until: Annotated[
-        datetime | None, Query(description="decided at or before (ISO 8601; UTC if no zone)")
+        Instant | None, Query(description="decided at or before (ISO 8601; UTC if no zone)")
     ] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 25,
@@ -556,9 +564,12 @@ async def get_search(
 
 
 def _unix(t: datetime | None) -> float | None:
+    """Unix seconds, without the overflow ``timestamp()`` meets near year 1 or 9999 with an offset."""
     if t is None:
         return None
-    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+    offset = t.utcoffset()
+    seconds = (t.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds()
+    return seconds - (offset.total_seconds() if offset else 0.0)
 
 
 @router.post(

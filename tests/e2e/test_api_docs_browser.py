@@ -33,7 +33,7 @@ def test_swagger_ui_renders_the_api_under_the_pages_csp(settings):
             assert response is not None and "nonce-" in response.headers["content-security-policy"]
             page.wait_for_selector(".opblock-summary-path", timeout=30_000)
             assert page.inner_text(".info .title").startswith("misinfo-watch moderation")
-            assert page.locator(".opblock").count() == 10
+            assert page.locator(".opblock").count() == 15
             assert not [m for m in console if "Content Security Policy" in m or m.startswith("error")], (
                 console
             )

@@ -86,7 +86,7 @@ def test_each_contract_class_is_defined_once_in_core_contracts() -> None:
 # holding one of the layout's segments between colons.
 KEY_FSTRING = re.compile(r"""f["']\{[\w.]*(?:prefix|\.p|\.k)\}:""")
 KEY_SEGMENT = re.compile(
-    r"""["'][^"'\n]*:(?:verdict|labels|review|sightings|index|training|session|token|user|users|login|audit|skipped|ingest):"""
+    r"""["'][^"'\n]*:(?:verdict|labels|review|sightings|index|training|session|token|user|users|login|audit|skipped|ingest|lock|undo):"""
 )
 
 
