@@ -1,6 +1,8 @@
 """A folder of images: once (backfill), or watching for new files (``--every``). The cursor remembers
 each file's size and modification time, so a changed file is read again and an unchanged one never is.
-A file caught half-written becomes a dead letter and is read again once its size or time changes."""
+A file caught half-written becomes a dead letter and is read again once its size or time changes.
+A file that is gone leaves the cursor at the next pass, so a drop folder emptied after collection
+keeps a small cursor (a file put back later is read again; dedup makes it a duplicate)."""
 
 from __future__ import annotations
 
@@ -37,7 +39,11 @@ class FolderCollector(Collector):
         if not self.root.is_dir():
             raise FileNotFoundError(f"not a directory: {self.root}")
         seen: dict[str, str] = self.cursor["files"]
-        for rel, stamp in list(self._files()):
+        files = list(self._files())
+        present = {rel for rel, _ in files}
+        for rel in [r for r in seen if r not in present]:
+            del seen[rel]
+        for rel, stamp in files:
             if seen.get(rel) == stamp:
                 continue
             path = self.root / rel

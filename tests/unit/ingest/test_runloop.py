@@ -153,3 +153,21 @@ def test_publisher_failures_go_to_the_callback_or_raise():
     )
     with pytest.raises(PublishError, match="broker unreachable"):
         down.send("t", "k", b"v", on_failure=failed.append)
+
+
+def test_a_folder_cursor_forgets_files_that_are_gone(tmp_path):
+    from ingest.collectors.folder import FolderCollector
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (inbox / name).write_bytes(b"x")
+    collector = FolderCollector(
+        FakeIngestor(), cursor_path=tmp_path / "cursor.json", root=inbox, max_bytes=10
+    )
+    collector.run_once()
+    assert sorted(collector.cursor["files"]) == ["a.jpg", "b.jpg"]
+    (inbox / "a.jpg").unlink()  # collected, then cleared away
+    collector.run_once()
+    assert sorted(collector.cursor["files"]) == ["b.jpg"]
+    assert len(collector.ingestor.items) == 2  # b.jpg, unchanged, was not read again
