@@ -30,6 +30,7 @@
 
   function apply() {
     stage.style.transform = `translate(${tx}px, ${ty}px) scale(${scale})`;
+    stage.classList.toggle('pixels', scale >= 2); // past 200%, show each pixel as a square
     stage.style.setProperty('--inv', String(1 / scale));
     if (level) level.textContent = `${Math.round(scale * 100)}%`;
     viewer.dataset.scale = scale.toFixed(4);
@@ -45,8 +46,11 @@
     ty = sh <= vh ? (vh - sh) / 2 : Math.min(0, Math.max(vh - sh, ty));
   }
 
+  // The whole image in the viewer; a small one is enlarged to fill it (a thumbnail hides nothing).
+  const fitScale = () => Math.min(viewer.clientWidth / w, viewer.clientHeight / h);
+
   function fitView() {
-    fit = Math.min(viewer.clientWidth / w, viewer.clientHeight / h, 1);
+    fit = fitScale();
     scale = fit;
     clampPan();
     apply();
@@ -54,7 +58,7 @@
 
   // Zoom by `factor`, keeping the image point under (cx, cy) (viewer pixels) where it is.
   function zoomAt(factor, cx, cy) {
-    const next = Math.min(MAX_SCALE, Math.max(fit, scale * factor));
+    const next = Math.min(Math.max(MAX_SCALE, fit), Math.max(Math.min(fit, 1), scale * factor));
     const ix = (cx - tx) / scale;
     const iy = (cy - ty) / scale;
     scale = next;
@@ -208,7 +212,12 @@
     viewer.dataset.ready = '1';
   }
   if (img.complete && img.naturalWidth) start(); else img.addEventListener('load', start);
-  window.addEventListener('resize', () => { const was = scale === fit; fit = Math.min(viewer.clientWidth / w, viewer.clientHeight / h, 1); if (was) fitView(); else { clampPan(); apply(); } });
+  window.addEventListener('resize', () => {
+    if (scale === fit) { fitView(); return; }
+    fit = fitScale();
+    clampPan();
+    apply();
+  });
   render();
 
   // The lock: renewed while the page is open, given back (this view's lease only) when it closes.
