@@ -20,10 +20,10 @@ from urllib.parse import quote, urlencode
 import jinja2
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from core.contracts.provenance import PROVENANCE_STATES
-from core.contracts.verdicts import Region
+from core.contracts.verdicts import MAX_REGIONS, Region
 from core.keys import Keys
 from ingest.blobs import BlobNotFound
 from moderation.api import IMAGE_ID, MAX_OFFSET, SESSION_COOKIE, RegionIn, check_image_id, moderation
@@ -66,7 +66,7 @@ env.filters["ts"] = lambda t: datetime.fromtimestamp(float(t), UTC).strftime("%Y
 env.filters["pct"] = lambda x: "–" if x is None else f"{100 * float(x):.1f}%"
 env.filters["hms"] = lambda t: datetime.fromtimestamp(float(t), UTC).strftime("%H:%M:%S UTC")
 env.globals["definitions"] = LABEL_DEFINITIONS
-REGIONS = TypeAdapter(list[RegionIn])
+REGIONS = TypeAdapter(Annotated[list[RegionIn], Field(max_length=MAX_REGIONS)])
 
 
 class LoginRequired(Exception):
