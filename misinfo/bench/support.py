@@ -226,6 +226,7 @@ class TopicCounter(threading.Thread):
         self.bootstrap, self.topic, self.parse = bootstrap, topic, parse
         self.messages = 0
         self.keys: dict[str, int] = {}
+        self.ends: dict[int, int] = {}  # partition -> offset after the last record read
         self.parsed: list[tuple[float, Any]] = []  # (arrival time, parse(value))
         self._halt = threading.Event()
         self._lock = threading.Lock()
@@ -266,6 +267,7 @@ class TopicCounter(threading.Thread):
                 for recs in batches.values():
                     for rec in recs:
                         self.messages += 1
+                        self.ends[rec.partition] = rec.offset + 1
                         key = rec.key.decode(errors="replace") if rec.key else ""
                         self.keys[key] = self.keys.get(key, 0) + 1
                         if self.parse is not None:
@@ -280,6 +282,14 @@ class TopicCounter(threading.Thread):
                         behind = True
                 self._behind = behind
         consumer.close()
+
+    def partition_ends(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self.ends)
+
+    def has(self, key: str) -> bool:
+        with self._lock:
+            return key in self.keys
 
     def caught_up(self) -> bool:
         return not self._behind
@@ -329,6 +339,31 @@ def read_keys(bootstrap: str, topic: str, timeout_s: float = 120) -> dict[str, i
         return counts
     finally:
         consumer.close()
+
+
+class GroupLag:
+    """A consumer group's lag per partition from outside: the end of each partition (as a
+    :class:`TopicCounter` of the topic has read it) minus the group's committed offset. Committed,
+    not fetched: the workers commit after each finished batch, so this counts what is not yet done."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str) -> None:
+        from kafka import KafkaConsumer
+
+        # Never subscribes, so it never joins the group: it only reads the group's committed offsets.
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        self.topic = topic
+
+    def lags(self, ends: dict[int, int]) -> dict[int, int]:
+        from kafka import TopicPartition
+
+        out = {}
+        for partition, end in ends.items():
+            committed = self.consumer.committed(TopicPartition(self.topic, partition)) or 0
+            out[partition] = max(0, end - committed)
+        return out
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def rss_mb(pid: int) -> float:
