@@ -167,7 +167,12 @@ ROUTES = [  # (method, path, minimum role)
     ("GET", f"/api/items/{ZERO}", "viewer"),
     ("GET", f"/api/items/{ZERO}/image", "viewer"),
     ("GET", "/api/stats", "viewer"),
+    ("GET", "/api/search", "viewer"),
+    ("GET", f"/api/items/{ZERO}/metadata", "viewer"),
     ("POST", f"/api/items/{ZERO}/label", "moderator"),
+    ("POST", f"/api/items/{ZERO}/label/undo", "moderator"),
+    ("POST", f"/api/items/{ZERO}/lock", "moderator"),
+    ("DELETE", f"/api/items/{ZERO}/lock", "moderator"),
     ("POST", f"/api/items/{ZERO}/explain", "moderator"),
     ("POST", "/api/uploads", "moderator"),
     ("GET", "/api/audit", "admin"),
@@ -200,7 +205,7 @@ async def test_every_api_route_answers_403_to_a_role_below_its_own(client, token
                 checked += 1
             else:  # allowed through auth: whatever the route says next, never 401/403
                 assert r.status_code not in (401, 403), (role, method, path, r.text)
-    assert checked == 6 + 3  # viewer: the 6 moderator and admin routes; moderator: the 3 admin ones
+    assert checked == 9 + 3  # viewer: the 9 moderator and admin routes; moderator: the 3 admin ones
 
 
 async def test_a_rotated_or_removed_users_token_stops_working(client, settings):
