@@ -69,4 +69,12 @@ def test_folder_images_become_verdicts_in_redis_and_on_the_topic(settings, tiny_
         assert v.label in {"authentic", "manipulated", "synthesized", "uncertain"}
         assert sum(v.scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert v.model_version == settings.model_version
+    # Each verdict says what it is about, so a subscriber needs no lookup (issue 18).
+    by_file = {p.resolve().as_uri(): p for p in images}
+    for v in received.values():
+        c = v.context
+        assert c is not None and c.source == "folder" and c.post_url in by_file
+        assert c.caption == by_file[c.post_url].stem and c.media_url is None and c.account is None
+        assert c.collected_at <= v.decided_at and c.posted_at is not None
+        assert c.source_item_id.startswith(by_file[c.post_url].name + "@")
     assert len(images) == n
