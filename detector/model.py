@@ -126,6 +126,7 @@ class Detector:
         batch_size: int | None = None,
         resolution: Resolution | None = None,
         preprocess_on_device: bool = False,
+        temperature: float = 1.0,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -140,6 +141,10 @@ class Detector:
         self.resolution = for_processor(resolution or Resolution(), processor)
         # Run the processor's torchvision backend on the model's device (set by load when it can).
         self.preprocess_on_device = preprocess_on_device
+        # Class logits are divided by it before the softmax (detector.calibration; 1 = uncalibrated).
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
         # What Detector.load actually did: effective options, fallbacks taken, profile applied.
         self.load_report: dict[str, Any] = {}
         self.tokenizer = processor.tokenizer
@@ -250,6 +255,8 @@ class Detector:
                 except (RuntimeError, AssertionError, NotImplementedError) as exc:
                     _fallback(fallbacks, f"dynamic int8 quantization failed ({exc}); not quantized")
 
+        calibration = _calibration(opts, path, fallbacks)
+        kwargs.setdefault("temperature", calibration["temperature"])
         kwargs.setdefault("profile_id", profile_summary["profile_id"] if profile_summary else "default")
         if profile_summary:
             kwargs.setdefault("batch_size", profile_summary["batch_size"])
@@ -283,6 +290,7 @@ class Detector:
             "vision_attention": tuned["vision_attention"],
             "compile_blocks": tuned["compile_blocks"],
             "resolution": {"side": det.resolution.side, "keep_aspect": det.resolution.keep_aspect},
+            "calibration": {**calibration, "temperature": det.temperature},
             "warmup_s": tuned["warmup_s"],
             "load_s": time.perf_counter() - started,
         }
@@ -312,6 +320,8 @@ class Detector:
         Device, dtype, adapter, quantization and profile options are not applied here."""
         opts = options or LoadOptions()
         fallbacks: list[str] = []
+        if opts.temperature is not None:
+            kwargs.setdefault("temperature", opts.temperature)
         det = cls(model, processor, resolution=Resolution(opts.verdict_side, opts.keep_aspect), **kwargs)
         tuned = det._tune(opts, fallbacks)
         det.load_report = {
@@ -330,6 +340,10 @@ class Detector:
             "vision_attention": tuned["vision_attention"],
             "compile_blocks": tuned["compile_blocks"],
             "resolution": {"side": det.resolution.side, "keep_aspect": det.resolution.keep_aspect},
+            "calibration": {
+                "temperature": det.temperature,
+                "source": "option" if opts.temperature is not None else "none",
+            },
             "warmup_s": tuned["warmup_s"],
         }
         return det
@@ -479,6 +493,8 @@ class Detector:
                 logits = self.model(**self._to_device(enc), logits_to_keep=1, use_cache=False).logits
                 last = logits[:, -1, :].float()
                 class_logits = last.index_select(-1, self._class_index.to(last.device))
+                if self.temperature != 1.0:
+                    class_logits = class_logits / self.temperature
                 out[idx] = torch.softmax(class_logits, dim=-1).cpu()
         return out
 
@@ -552,6 +568,27 @@ class Detector:
             )
         new = out[:, inputs["input_ids"].shape[1] :]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+
+def _calibration(opts: LoadOptions, path: str | Path, fallbacks: list[str]) -> dict[str, Any]:
+    """The temperature to serve with and where it came from: the option, else the calibration file
+    stored with the loaded weights (the adapter's when there is one: a temperature fitted without the
+    adapter does not hold with it), else 1."""
+    from detector.calibration import CalibrationError, read_calibration
+
+    if opts.temperature is not None:
+        if not opts.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {opts.temperature}")
+        return {"temperature": float(opts.temperature), "source": "option"}
+    directory = opts.adapter_path or (str(path) if Path(str(path)).is_dir() else None)
+    try:
+        cal = read_calibration(directory)
+    except CalibrationError as exc:
+        _fallback(fallbacks, f"{exc}; serving T=1")
+        cal = None
+    if cal is None:
+        return {"temperature": 1.0, "source": "none"}
+    return {"temperature": cal.temperature, "source": f"{directory}/calibration.json"}
 
 
 def _preprocess_on_device_unavailable(processor: Any, device: torch.device) -> str | None:

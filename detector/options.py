@@ -39,6 +39,9 @@ class LoadOptions:
     keep_aspect: bool = False
     # Run the processor's torchvision backend on the model's device (a GPU) instead of the CPU.
     preprocess_on_device: bool = False
+    # Temperature of the class softmax (detector.calibration): None = the calibration.json stored
+    # with the weights (the adapter's when one is loaded, else the checkpoint's), T = 1 without one.
+    temperature: float | None = None
     # compile_backend: torch.compile backend ("inductor"; tests use "eager" to stay fast on a CPU).
     extra: dict[str, Any] = field(default_factory=dict)
     # An optimization profile (path or parsed JSON): its choice overrides dtype, attention, compile,
