@@ -66,6 +66,14 @@ QUIET_LIBRARIES = ("kafka", "aiokafka", "urllib3", "mlflow", "ray", "httpx", "bo
 FRAMEWORKS = ("faust", "mode")
 
 
+# (top-level module, class name) of the client errors that mean "no broker answered".
+BROKER_DOWN = {
+    ("kafka", "NoBrokersAvailable"),
+    ("kafka", "KafkaConnectionError"),
+    ("aiokafka", "KafkaConnectionError"),
+}
+
+
 def one_line(exc: BaseException) -> tuple[str, int] | None:
     """A known mistake as (one line with its cause and remedy, exit status); None for anything else.
 
@@ -84,9 +92,7 @@ def one_line(exc: BaseException) -> tuple[str, int] | None:
             return str(e), 2
     for e in chain:
         names = {(c.__module__.split(".")[0], c.__name__) for c in type(e).__mro__}
-        if names & {("kafka", "NoBrokersAvailable"), ("aiokafka", "KafkaConnectionError")} or (
-            ("kafka", "KafkaTimeoutError") in names and "bootstrap" in str(e)
-        ):
+        if names & BROKER_DOWN or (("kafka", "KafkaTimeoutError") in names and "bootstrap" in str(e)):
             return _unreachable("broker"), 2
         if names & {("redis", "ConnectionError"), ("redis", "TimeoutError")}:
             return _unreachable("redis"), 2
