@@ -16,6 +16,12 @@ conversation JSON format and a versioned manifest.
   group lies wholly in train or wholly in validation, so re-shares of one picture never leak across.
 - Class balancing oversamples the training split up to the largest class (the re-share
   augmentations at training time make the copies differ); the validation split is left as it is.
+- Replay (no forgetting by design): earlier training images, the champion's training split (read
+  back through its manifest, whose rows keep each image's ``blob_uri`` or ``path``) and the seed set,
+  are mixed in at ``MISINFO_TRAIN_REPLAY_RATIO`` replayed images per new label (1.0: as many old as
+  new; fewer when fewer exist; every class of the pool in its own proportion). Replayed images go to
+  the training split only, with their near-duplicate groups, so the held-out split measures the new
+  labels alone; the frozen regression sets (:mod:`trainer.regression`) measure the old families.
 - The manifest lists every record (image sha256, label, split, group, source) and its digest is the
   dataset version; :func:`log_manifest_input` logs it to MLflow as the run's input.
 """
@@ -54,7 +60,7 @@ class LabeledImage:
     image_id: str
     label: str
     note: str = ""
-    source: str = "labels"  # labels | seed
+    source: str = "labels"  # labels | seed | replay
     blob_uri: str | None = None
     path: str | None = None
     phash: str | None = None
@@ -151,15 +157,62 @@ def _items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Label
     return items
 
 
-def labels_from_redis(redis: Any, prefix: str) -> list[LabeledImage]:
-    """Every labeled image in Redis under ``prefix``, with its blob reference."""
+def raw_labels_from_redis(redis: Any, prefix: str) -> list[Any]:
+    """Every moderator's latest label in Redis under ``prefix`` (``Label`` objects)."""
     from core.contracts.verdicts import Label
 
     labels = []
     for key in redis.scan_iter(Keys(prefix).pattern("labels"), count=1000):
         for raw in redis.hgetall(key).values():
             labels.append(Label.parse(raw))
+    return labels
+
+
+def labels_from_redis(redis: Any, prefix: str) -> list[LabeledImage]:
+    """Every labeled image in Redis under ``prefix``, with its blob reference."""
+    return items_from_labels(redis, prefix, raw_labels_from_redis(redis, prefix))
+
+
+def items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[LabeledImage]:
+    """Labeled images (majority label, blob reference from the verdict record) from ``Label``s."""
     return _items_from_labels(redis, prefix, labels)
+
+
+def moderator_agreement(labels: Iterable[Any]) -> dict[str, Any]:
+    """How often moderators agree where two or more labeled the same image (the review service's
+    second-moderator share): pairs, agreeing pairs and their rate, overall and per moderator (each
+    moderator against the others). Retracted labels do not count; each moderator's latest does."""
+    latest: dict[tuple[str, str], Any] = {}
+    for lb in live_labels(labels):
+        key = (lb.image_id, lb.moderator_id)
+        if key not in latest or lb.labeled_at >= latest[key].labeled_at:
+            latest[key] = lb
+    per_image: dict[str, list[Any]] = defaultdict(list)
+    for (image_id, _), lb in latest.items():
+        per_image[image_id].append(lb)
+    pairs = agree = images = 0
+    per_mod: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [pairs, agreeing]
+    for lbs in per_image.values():
+        if len(lbs) < 2:
+            continue
+        images += 1
+        for i, a in enumerate(lbs):
+            for b in lbs[i + 1 :]:
+                same = int(a.label == b.label)
+                pairs += 1
+                agree += same
+                for m in (a.moderator_id, b.moderator_id):
+                    per_mod[m][0] += 1
+                    per_mod[m][1] += same
+    return {
+        "images": images,
+        "pairs": pairs,
+        "agreeing_pairs": agree,
+        "rate": round(agree / pairs, 4) if pairs else None,
+        "per_moderator": {
+            m: {"pairs": n, "agreeing": k, "rate": round(k / n, 4)} for m, (n, k) in sorted(per_mod.items())
+        },
+    }
 
 
 def labels_from_topic(
@@ -182,6 +235,59 @@ def labels_from_topic(
     finally:
         consumer.close()
     return _items_from_labels(redis, prefix, labels)
+
+
+def replay_pool(manifest: dict[str, Any]) -> list[LabeledImage]:
+    """The training split of an earlier dataset (a champion's manifest), as replayable items: rows
+    whose image can still be read (a ``blob_uri`` or an existing ``path``); the others are skipped."""
+    out = []
+    skipped = 0
+    for row in manifest.get("records", []):
+        if row.get("split") != "train" or row.get("label") not in CLASSES:
+            continue
+        blob, path = row.get("blob_uri"), row.get("path")
+        if not blob and not (path and Path(path).is_file()):
+            skipped += 1
+            continue
+        out.append(
+            LabeledImage(
+                row["image_id"], row["label"], "", "replay", blob_uri=blob, path=path, phash=row.get("phash")
+            )
+        )
+    if skipped:
+        log.warning("replay: %d rows of %s have no readable image; skipped", skipped, manifest.get("version"))
+    return out
+
+
+def sample_replay(pool: list[LabeledImage], n: int, seed: int = 0) -> list[LabeledImage]:
+    """``n`` items of ``pool`` (all when ``n`` is negative or exceeds it), each class in its share of
+    the pool, chosen deterministically; marked as replayed."""
+    unique = list({it.image_id: it for it in pool}.values())
+    if n < 0 or n >= len(unique):
+        chosen = unique
+    else:
+        rng = random.Random(seed)
+        per: dict[str, list[LabeledImage]] = defaultdict(list)
+        for it in sorted(unique, key=lambda it: it.image_id):
+            per[it.label].append(it)
+        chosen = []
+        for label in sorted(per):
+            take = round(n * len(per[label]) / len(unique))
+            chosen += rng.sample(per[label], min(take, len(per[label])))
+    return [
+        LabeledImage(
+            it.image_id,
+            it.label,
+            it.note,
+            "replay",
+            it.blob_uri,
+            it.path,
+            it.phash,
+            it.moderators,
+            it.regions,
+        )
+        for it in chosen
+    ]
 
 
 def seed_items(path: str | Path, image_root: str | Path | None = None) -> list[LabeledImage]:
@@ -288,6 +394,7 @@ def build_dataset(
         if it.image_id not in seen or it.source == "labels":
             seen[it.image_id] = it
     kept = list(seen.values())
+    replayed = {i for i, it in enumerate(kept) if it.source == "replay"}
     files: list[str] = []
     hashes: list[str] = []
     for it in kept:
@@ -302,7 +409,15 @@ def build_dataset(
         hashes.append(it.phash or phash_of(data))
     labels = [it.label for it in kept]
     groups = group_near_duplicates(hashes, phash_distance)
-    split = split_groups(labels, groups, val_fraction, seed)
+    # Replayed images (and whatever shares their near-duplicate group) train only: the held-out split
+    # is the new labels'.
+    forced = {groups[i] for i in replayed}
+    free = [i for i in range(len(kept)) if groups[i] not in forced]
+    local = {g: k for k, g in enumerate(free)}  # a group's id is its smallest member's index
+    free_split = split_groups([labels[i] for i in free], [local[groups[i]] for i in free], val_fraction, seed)
+    split = ["train"] * len(kept)
+    for i, s in zip(free, free_split, strict=True):
+        split[i] = s
     train_idx = [i for i, s in enumerate(split) if s == "train"]
     val_idx = [i for i, s in enumerate(split) if s == "val"]
     train_order = balance(train_idx, labels, seed) if balance_classes else train_idx
@@ -326,6 +441,9 @@ def build_dataset(
             "source": it.source,
             "moderators": it.moderators,
             "regions": it.regions,
+            # Where the image can be read again, so a later cycle can replay this one's training split.
+            "blob_uri": it.blob_uri,
+            "path": str(Path(it.path).resolve()) if it.path else None,
         }
         for i, it in enumerate(kept)
     ]
@@ -359,6 +477,7 @@ def build_dataset(
             "train_balanced": dict(Counter(labels[i] for i in train_order)),
             "val": dict(Counter(labels[i] for i in val_idx)),
             "with_regions": sum(1 for it in kept if it.regions),
+            "by_source": dict(Counter(it.source for it in kept)),
         },
         "files": {"train": "train.json", "val": "val.json"},
         "records": rows,

@@ -117,21 +117,56 @@ def score_model(
     batch_size: int = 8,
 ) -> dict[str, Any]:
     """Load a model as the worker would and return :func:`metrics` on ``(image, label)`` examples."""
+    return score_sets(
+        model_path, {"held_out": examples}, adapter_path=adapter_path, device=device, batch_size=batch_size
+    )["held_out"]
+
+
+def score_sets(
+    model_path: str | Path,
+    sets: dict[str, list[tuple[Path, str]]],
+    *,
+    adapter_path: str | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+) -> dict[str, dict[str, Any]]:
+    """:func:`metrics` on each named set of ``(image, label)`` examples, the model loaded once as the
+    worker loads it (with the temperature stored beside its weights). Each report also holds the
+    ``scores`` and the true ``labels``, so it can be re-scaled (:func:`calibrated`)."""
     from PIL import Image
 
     from detector.model import Detector
     from detector.options import LoadOptions
 
     det = Detector.load(str(model_path), LoadOptions(device=device, adapter_path=adapter_path))
-    probs: list[list[float]] = []
-    for i in range(0, len(examples), batch_size):
-        images = []
-        for path, _ in examples[i : i + batch_size]:
-            with Image.open(path) as im:
-                images.append(im.convert("RGB"))
-        probs += det.class_probabilities(images).tolist()
-    out = metrics([label for _, label in examples], probs)
-    out["scores"] = probs
+    out = {}
+    for name, examples in sets.items():
+        probs: list[list[float]] = []
+        for i in range(0, len(examples), batch_size):
+            images = []
+            for path, _ in examples[i : i + batch_size]:
+                with Image.open(path) as im:
+                    images.append(im.convert("RGB"))
+            probs += det.class_probabilities(images).tolist()
+        labels = [label for _, label in examples]
+        report = metrics(labels, probs)
+        report["scores"] = probs
+        report["labels"] = labels
+        report["temperature"] = det.temperature
+        out[name] = report
+    return out
+
+
+def calibrated(report: dict[str, Any], temperature: float) -> dict[str, Any]:
+    """``report`` (from :func:`score_sets`) with its scores re-scaled by ``temperature``: the same
+    verdicts (a temperature keeps the arg-max), other confidences, hence another ECE."""
+    from detector.calibration import scale
+
+    scores = scale(report["scores"], temperature)
+    out = metrics(report["labels"], scores)
+    out.update(
+        scores=scores, labels=report["labels"], temperature=report.get("temperature", 1.0) * temperature
+    )
     return out
 
 

@@ -132,3 +132,56 @@ def test_regions_of_the_winning_labels_go_into_the_records_and_the_manifest(tmp_
     plain = [LabeledImage(**{**vars(items[0]), "regions": []}), items[1]]
     unboxed = build_dataset(plain, tmp_path / "ds3", val_fraction=0.0)
     assert unboxed["version"] != manifest["version"]
+
+
+def test_replayed_images_train_only_in_their_classes_share_and_the_manifest_keeps_them_readable(tmp_path):
+    from trainer.dataset import replay_pool, sample_replay
+
+    src = tmp_path / "old"
+    src.mkdir()
+    old = []
+    for i in range(12):
+        scene(100 + i, (64, 64)).save(src / f"{i}.png")
+        old.append(
+            LabeledImage(f"{i:064x}", "authentic" if i < 8 else "manipulated", path=str(src / f"{i}.png"))
+        )
+    champion = build_dataset(old, tmp_path / "champ", val_fraction=0.25, seed=1)
+    pool = replay_pool(champion)
+    assert {it.source for it in pool} == {"replay"}
+    assert len(pool) == sum(1 for r in champion["records"] if r["split"] == "train")  # its val stays out
+    picked = sample_replay(pool, 6, seed=0)
+    counts = {lb: sum(1 for it in picked if it.label == lb) for lb in ("authentic", "manipulated")}
+    share = sum(1 for it in pool if it.label == "authentic") / len(pool)
+    assert abs(counts["authentic"] / len(picked) - share) < 0.2 and len(picked) in (5, 6, 7)
+    assert sample_replay(pool, 6, seed=0) == picked and len(sample_replay(pool, -1)) == len(pool)
+
+    new = []
+    for i in range(6):
+        scene(200 + i, (64, 64)).save(src / f"n{i}.png")
+        new.append(LabeledImage(f"{200 + i:064x}", "synthesized", path=str(src / f"n{i}.png")))
+    manifest = build_dataset(new + picked, tmp_path / "ds", val_fraction=0.5, seed=2)
+    rows = manifest["records"]
+    assert all(r["split"] == "train" for r in rows if r["source"] == "replay")
+    assert {r["label"] for r in rows if r["split"] == "val"} == {"synthesized"}
+    assert manifest["counts"]["by_source"] == {"labels": 6, "replay": len(picked)}
+    assert all(r["path"] for r in rows)  # a later cycle can read them again
+
+
+def test_moderator_agreement_counts_pairs_on_double_labeled_images_per_moderator():
+    from trainer.dataset import moderator_agreement
+
+    out = moderator_agreement(
+        [
+            lab("a", "manipulated", "m1", 0),
+            lab("a", "manipulated", "m2", 1),
+            lab("b", "authentic", "m1", 0),
+            lab("b", "synthesized", "m3", 1),
+            lab("c", "authentic", "m1", 0),  # one moderator only: no pair
+            lab("d", "authentic", "m2", 0),
+            lab("d", "manipulated", "m2", 2),  # m2 changed their mind: one label
+        ]
+    )
+    assert (out["images"], out["pairs"], out["agreeing_pairs"], out["rate"]) == (2, 2, 1, 0.5)
+    assert out["per_moderator"]["m1"] == {"pairs": 2, "agreeing": 1, "rate": 0.5}
+    assert out["per_moderator"]["m3"]["rate"] == 0.0
+    assert moderator_agreement([lab("e", "authentic", "m1", 0)])["rate"] is None
