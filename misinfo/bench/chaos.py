@@ -304,6 +304,11 @@ def bench_chaos(
         max_wait_s=0.2,
         train_trigger=False,
     )
-    with tempfile.TemporaryDirectory(prefix="misinfo-chaos-") as tmp:
-        figures = run_chaos(base, n, wanted, workers, broker_pause_s, redis_pause_s, deadline_s, Path(tmp))
-    emit(figures)
+    tmp = tempfile.TemporaryDirectory(prefix="misinfo-chaos-")
+    try:
+        figures = run_chaos(
+            base, n, wanted, workers, broker_pause_s, redis_pause_s, deadline_s, Path(tmp.name)
+        )
+        emit(figures)  # before the clean-up, which takes a while after a long run
+    finally:
+        tmp.cleanup()

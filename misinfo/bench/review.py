@@ -19,11 +19,12 @@ lost or duplicated on the feedback topic.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,19 @@ def _unique_jpeg(base: bytes, text: str) -> bytes:
     return base[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + base[2:]
 
 
+@dataclass
+class Reply:
+    status_code: int
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
 class Load:
-    """The clients, their timings and the labels the service accepted."""
+    """The clients, their timings and the labels the service accepted. One aiohttp session in this
+    process (cheaper per request than httpx: the client shares the machine's cores with the service);
+    a request's time runs until its whole body is read."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -118,7 +130,8 @@ class Load:
     async def call(self, client: Any, route: str, method: str, path: str, **kw: Any) -> Any:
         started = time.perf_counter()
         try:
-            resp = await client.request(method, self.url + path, **kw)
+            async with client.request(method, self.url + path, **kw) as raw:
+                resp = Reply(raw.status, await raw.read())
         except Exception as exc:  # noqa: BLE001 - counted, never fatal for the run
             self.transport_errors[type(exc).__name__] += 1
             self.requests += 1
@@ -172,17 +185,13 @@ class Load:
 
     async def uploader(self, client: Any, name: str, token: str, until: Any, images: Any) -> None:
         headers = {"Authorization": f"Bearer {token}"}
+        import aiohttp
+
         while not until():
-            data = images()
-            await self.call(
-                client,
-                "POST /api/uploads",
-                "POST",
-                "/api/uploads",
-                headers=headers,
-                files={"file": (f"{name}.jpg", data, "image/jpeg")},
-                data={"caption": f"bench upload by {name}"},
-            )
+            form = aiohttp.FormData()
+            form.add_field("file", images(), filename=f"{name}.jpg", content_type="image/jpeg")
+            form.add_field("caption", f"bench upload by {name}")
+            await self.call(client, "POST /api/uploads", "POST", "/api/uploads", headers=headers, data=form)
 
 
 async def drive(
@@ -190,24 +199,26 @@ async def drive(
 ) -> Load:
     import io
 
-    import httpx
+    import aiohttp
 
     from misinfo.samples import scene
 
     load = Load(url)
-    limits = httpx.Limits(
-        max_connections=moderators + uploaders + 4, max_keepalive_connections=moderators + uploaders + 4
-    )
-    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+    # Idle connections expire before the service's keep-alive timeout (uvicorn: 5 s), so the client
+    # never sends on a connection the server is closing.
+    connector = aiohttp.TCPConnector(limit=moderators + uploaders + 4, keepalive_timeout=4.0)
+    timeout = aiohttp.ClientTimeout(total=60.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         admin = {"Authorization": f"Bearer {admin_token}"}
 
         async def create(name: str, role: str) -> str:
-            resp = await client.post(f"{url}/api/users", headers=admin, json={"name": name, "role": role})
-            if resp.status_code != 201:
-                raise click.ClickException(
-                    f"could not create {name}: HTTP {resp.status_code} {resp.text[:200]}"
-                )
-            return str(resp.json()["token"])
+            async with client.post(
+                f"{url}/api/users", headers=admin, json={"name": name, "role": role}
+            ) as resp:
+                body = await resp.read()
+                if resp.status != 201:
+                    raise click.ClickException(f"could not create {name}: HTTP {resp.status} {body[:200]!r}")
+            return str(json.loads(body)["token"])
 
         mods = [
             (f"moderator-{i:02d}", await create(f"moderator-{i:02d}", "moderator")) for i in range(moderators)
@@ -334,6 +345,9 @@ def bench_review(moderators: int, uploaders: int, seconds: float, min_requests: 
     lost or duplicated on the feedback topic (one JSON line)."""
     stop_on_sigterm()
     base = replace(load_settings(), train_trigger=False)
-    with tempfile.TemporaryDirectory(prefix="misinfo-review-") as tmp:
-        figures = run_review(base, moderators, uploaders, seconds, min_requests, items, Path(tmp))
-    emit(figures)
+    tmp = tempfile.TemporaryDirectory(prefix="misinfo-review-")
+    try:
+        figures = run_review(base, moderators, uploaders, seconds, min_requests, items, Path(tmp.name))
+        emit(figures)  # before the clean-up, which takes a while after a long run
+    finally:
+        tmp.cleanup()

@@ -292,6 +292,12 @@ def run_soak(
         ),
         "lag_mean_last_half": round(statistics.fmean(x["lag"] for x in half), 1) if half else None,
         "lag_slope_last_half_per_min": _slope_per_min([x["t"] for x in half], [x["lag"] for x in half]),
+        "lag_mean_by_quarter": [
+            round(statistics.fmean(q), 1)
+            if (q := [x["lag"] for x in samples[i * len(samples) // 4 : (i + 1) * len(samples) // 4]])
+            else None
+            for i in range(4)
+        ],
         "latency_p50_s_median": round(statistics.median(all_lat), 3) if all_lat else None,
         "latency_p99_s_max": max((x["p99_s"] for x in after), default=None),
         "alive": alive,
@@ -327,6 +333,11 @@ def bench_soak(
         train_trigger=False,
         near_duplicate_distance=-1,  # every image through the model
     )
-    with tempfile.TemporaryDirectory(prefix="misinfo-soak-") as tmp:
-        figures = run_soak(base, minutes, fraction, sample_s, burst, Path(tmp), Path(plot_path).resolve())
-    emit(figures)
+    tmp = tempfile.TemporaryDirectory(prefix="misinfo-soak-")
+    try:
+        figures = run_soak(
+            base, minutes, fraction, sample_s, burst, Path(tmp.name), Path(plot_path).resolve()
+        )
+        emit(figures)  # before the clean-up, which takes a while after a long run
+    finally:
+        tmp.cleanup()
