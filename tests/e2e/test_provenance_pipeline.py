@@ -31,6 +31,7 @@ from misinfo import provenance_samples as ps
 from misinfo.devstack.stack import wait_for
 from misinfo.samples import scene
 from tests.conftest import free_port, run_cli, start_cli
+from tests.e2e.browser import page_until
 
 pytestmark = pytest.mark.e2e
 
@@ -297,7 +298,7 @@ def test_a_moderator_sees_the_evidence_and_filters_the_queue_by_it(run: Run, tin
                 )
                 expect(page.locator("#provenance")).to_contain_text("ImageGen 2.1")
                 expect(page.locator("#stability")).to_be_visible()
-                page.wait_for_function("document.getElementById('image').naturalWidth === 128")
+                page_until(page, "() => document.getElementById('image').naturalWidth === 128")
                 # The explanation is generated on demand; wait for it so the screenshot is settled.
                 expect(page.locator("#explanation")).not_to_have_text("Generating…", timeout=120_000)
                 page.screenshot(path=str(shots / "provenance.png"), full_page=True)

@@ -22,6 +22,7 @@ import pytest
 from core.contracts.verdicts import Label
 from misinfo.devstack.stack import wait_for
 from tests.conftest import free_port, start_cli
+from tests.e2e.browser import page_until
 from tests.integration.test_moderation_api import add_user, consume, make_pair, seed
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +105,7 @@ def test_moderator_labels_with_the_keyboard_and_the_item_leaves_the_queue(settin
             expect(rows).to_have_count(4)
             top = rows.first.get_attribute("data-image-id")
             assert top == ids[0]  # highest priority first
-            page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+            page_until(page, "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
             page.screenshot(path=str(shots / "queue.png"), full_page=True)
 
             page.keyboard.press("Enter")  # opens the top item
@@ -113,7 +114,7 @@ def test_moderator_labels_with_the_keyboard_and_the_item_leaves_the_queue(settin
             # The explanation is generated on demand (the tiny random model: its words are noise).
             expect(page.locator("#explanation")).not_to_have_text("Generating…", timeout=120_000)
             expect(page.locator("#sightings")).to_contain_text("reddit:item-201")
-            page.wait_for_function("document.getElementById('image').naturalWidth === 480")
+            page_until(page, "() => document.getElementById('image').naturalWidth === 480")
             page.screenshot(path=str(shots / "item.png"), full_page=True)
 
             page.keyboard.press("n")  # focus the note, type, leave it, then label with "m"

@@ -24,6 +24,7 @@ from ingest.etl import prepare
 from ingest.provenance import ProvenanceConfig
 from misinfo import provenance_samples as ps
 from misinfo.samples import scene
+from tests.e2e.browser import page_until
 from tests.e2e.test_review_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.review_server import ReviewServer
 from tests.integration.test_moderation_api import add_user, consume, make_pair, seed
@@ -144,8 +145,9 @@ def test_zoom_metadata_region_undo_lock_search_and_a_narrow_screen(settings, tmp
             page.mouse.move(px, py)
             for n in range(1, 7):
                 page.mouse.wheel(0, -200)
-                page.wait_for_function(
-                    f"Number(document.getElementById('viewer').dataset.scale) > {fitted * 1.25**n * 0.99}"
+                page_until(
+                    page,
+                    f"() => Number(document.getElementById('viewer').dataset.scale) > {fitted * 1.25**n * 0.99}",
                 )
             under = page.locator("#image").bounding_box()
             assert under is not None
