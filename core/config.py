@@ -115,6 +115,21 @@ class Settings:
     )
     train_seed_data: str = field(default="", metadata={"help": "seed data set (conversation JSON) to add"})
     train_val_fraction: float = field(default=0.2, metadata={"help": "held-out share of labeled images"})
+    train_replay_ratio: float = field(
+        default=1.0,
+        metadata={
+            "help": "earlier training images (the champion's training split, the seed set) replayed per "
+            "new label; 0 = new labels only, -1 = all of them"
+        },
+    )
+    train_regression_dir: str = field(
+        default="",
+        metadata={"help": "frozen regression sets, one folder per family ('' = state_dir/regression)"},
+    )
+    train_freeze_regression: bool = field(
+        default=True,
+        metadata={"help": "after a promotion, freeze the new labels' held-out split as a regression set"},
+    )
     train_work_dir: str = field(
         default="", metadata={"help": "training jobs' files ('' = state_dir/training)"}
     )
@@ -130,6 +145,17 @@ class Settings:
     gate_min_improvement: float = field(default=0.01, metadata={"help": "macro-F1 gain over the champion"})
     gate_max_recall_drop: float = field(default=0.05, metadata={"help": "largest per-class recall drop"})
     gate_min_macro_f1: float = field(default=0.5, metadata={"help": "absolute macro-F1 floor"})
+    gate_min_label_agreement: float = field(
+        default=0.7,
+        metadata={"help": "least share of the held-out new labels the candidate must agree with (0 = off)"},
+    )
+    gate_min_moderator_agreement: float = field(
+        default=0.7,
+        metadata={"help": "least agreement between moderators on double-labeled images (0 = off)"},
+    )
+    gate_min_double_labeled: int = field(
+        default=10, metadata={"help": "double-labeled images needed before moderator agreement is judged"}
+    )
     worker_group: str = field(
         default="misinfo-workers", metadata={"help": "worker consumer group / Faust app id"}
     )
@@ -225,6 +251,13 @@ class Settings:
     )
     collect_backoff_max_s: float = field(default=300.0, metadata={"help": "longest collector backoff"})
     # --- the review service (moderation/): request limits, proxy trust, login throttling ---
+    review_second_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "share of queued items a second moderator labels too (0..1; their agreement is on "
+            "the stats page and the gate reads it)"
+        },
+    )
     moderation_max_body_bytes: int = field(
         default=64 * 1024,
         metadata={

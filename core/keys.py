@@ -89,6 +89,11 @@ class Keys:
     def labeled(self) -> str:
         return self._k("labeled")
 
+    def second_review(self) -> str:
+        """Images picked for a second moderator (``MISINFO_REVIEW_SECOND_SHARE``): they stay in the
+        queue after their first label, for someone else."""
+        return self._k("second-review")
+
     def label_events(self) -> str:
         return self._k("label-events")
 

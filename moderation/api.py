@@ -644,7 +644,10 @@ async def post_upload(
 
 @router.get("/stats", summary="Throughput, queue size, agreement between moderators and with the model")
 async def get_stats(request: Request, user: Viewer) -> dict[str, Any]:
-    return await moderation(request).store.stats()
+    mod = moderation(request)
+    # agreement.between_moderators.per_moderator: each moderator against the others on the images
+    # both labeled; second_review_share: the share of queued items that go to a second moderator
+    return {**await mod.store.stats(), "second_review_share": mod.settings.review_second_share}
 
 
 @router.get("/audit", summary="The audit log, newest first (admin)")

@@ -435,5 +435,12 @@ async def stats_page(request: Request) -> Response:
     peak = max([1] + [max(h["verdicts"], h["labels"]) for h in stats["throughput"]])
     retraining = await panel(mod.settings, mod.redis)
     return render(
-        request, "stats.jinja", user=user, csrf=session.csrf, stats=stats, peak=peak, retraining=retraining
+        request,
+        "stats.jinja",
+        user=user,
+        csrf=session.csrf,
+        stats=stats,
+        peak=peak,
+        retraining=retraining,
+        second_share=mod.settings.review_second_share,
     )

@@ -12,6 +12,7 @@ read the retraction from the topic and drop the label too.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -30,6 +31,15 @@ log = logging.getLogger(__name__)
 
 MAX_NOTE = 2000
 UNDO_WINDOW_S = 60.0
+
+
+def picked_for_second_review(image_id: str, share: float) -> bool:
+    """Whether ``image_id`` goes to a second moderator: a fixed share of images, chosen by their id
+    (so every replica and every retry agrees), for the moderator-agreement figures the stats page
+    shows and the gate reads."""
+    if share <= 0:
+        return False
+    return int(hashlib.sha256(f"second:{image_id}".encode()).hexdigest()[:8], 16) < share * 0x1_0000_0000
 
 
 class ItemLocked(Exception):
@@ -125,8 +135,12 @@ class Moderation:
             regions=list(regions),
         )
         previous = next((x for x in item.labels if x.moderator_id == user.name), None)
+        others = {x.moderator_id for x in item.labels} - {user.name}
+        second = not others and picked_for_second_review(image_id, self.settings.review_second_share)
         await self.feedback.publish(lb)
-        await self.store.save_label(lb, previous, priority=item.priority, undo_s=self.undo_window_s)
+        await self.store.save_label(
+            lb, previous, priority=item.priority, undo_s=self.undo_window_s, second_review=second
+        )
         await self.locks.release(image_id, user.name)
         log.info("label %s %s by %s", image_id[:12], label, user.name)
         after = await self.store.item(image_id)

@@ -11,6 +11,9 @@ the review queue, sightings). Owns these keys (``p`` = the Redis prefix):
 - ``{p}:skipped:{user}``      zset image_id -> time, what a moderator skipped (kept an hour)
 - ``{p}:undo:{user}``         the user's last label while it may be undone (:class:`UndoTicket`, TTL)
 - ``{p}:lock:{image_id}``     who has the item open (see :mod:`moderation.locks`)
+- ``{p}:second-review``       set of images picked for a second moderator: after the first label
+  they stay in the queue (for the others: :meth:`ReviewStore.next_for` skips what a user labeled),
+  and leave it with the second
 """
 
 from __future__ import annotations
@@ -268,7 +271,8 @@ class ReviewStore:
 
     async def next_for(self, user: str, after: str | None = None) -> str | None:
         """The highest-priority queued image this user has not skipped lately (and not ``after``),
-        that no other moderator has open."""
+        not labeled already (an image waiting for its second moderator), that no other moderator
+        has open."""
         skipped = await self.skipped(user)
         if after:
             skipped.add(after)
@@ -277,6 +281,10 @@ class ReviewStore:
             ids = [_s(m) for m in await self.redis.zrevrange(self.review_key, start, start + 99)]
             if not ids:
                 return None
+            pipe = self.redis.pipeline(transaction=False)
+            for image_id in ids:
+                pipe.hexists(self.labels_key(image_id), user)
+            skipped |= {i for i, mine in zip(ids, await pipe.execute(), strict=True) if mine}
             held = await self.locks.holders([i for i in ids if i not in skipped])
             for image_id in ids:
                 if image_id not in skipped and (image_id not in held or held[image_id].held_by(user)):
@@ -356,17 +364,27 @@ class ReviewStore:
 
     # -- labels -------------------------------------------------------------------------------------
     async def save_label(
-        self, label: Label, previous: Label | None, *, priority: float | None = None, undo_s: float = 0.0
+        self,
+        label: Label,
+        previous: Label | None,
+        *,
+        priority: float | None = None,
+        undo_s: float = 0.0,
+        second_review: bool = False,
     ) -> None:
         """Record a label that the feedback topic has acknowledged: labels hash, audit, queue exit;
         with ``undo_s`` > 0, the moderator's undo ticket for that long (``priority``: the image's
-        queue priority before the label, restored by an undo)."""
+        queue priority before the label, restored by an undo). ``second_review``: the image waits
+        for a second moderator, so it stays in the queue (when it was there) and is marked."""
         at = label.labeled_at.timestamp()
         n = await self.redis.incr(self.keys.label_seq())
         event = f"{label.image_id}:{label.moderator_id}:{n}"
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.labels_key(label.image_id), label.moderator_id, label.to_json())
-        pipe.zrem(self.review_key, label.image_id)
+        if second_review:
+            pipe.sadd(self.keys.second_review(), label.image_id)
+        else:
+            pipe.zrem(self.review_key, label.image_id)
         pipe.zadd(self.keys.labeled(), {label.image_id: at})
         pipe.zadd(self.keys.label_events(), {event: at})
         if undo_s > 0:
@@ -437,13 +455,17 @@ class ReviewStore:
         )
         pipe.hlen(self.labels_key(image_id))
         pipe.hget(self.verdict_key(image_id), "flagged")
-        *_, remaining, flagged = await pipe.execute()
+        pipe.sismember(self.keys.second_review(), image_id)
+        *_, remaining, flagged, second = await pipe.execute()
+        requeue = ticket.priority is not None and flagged is not None and _s(flagged) == "1"
         if not remaining:
             pipe = self.redis.pipeline(transaction=True)
             pipe.zrem(self.keys.labeled(), image_id)
-            if ticket.priority is not None and flagged is not None and _s(flagged) == "1":
+            if requeue:
                 pipe.zadd(self.review_key, {image_id: ticket.priority})
             await pipe.execute()
+        elif remaining == 1 and second and requeue:  # its second label undone: it waits for one again
+            await self.redis.zadd(self.review_key, {image_id: ticket.priority})
 
     async def label_of(self, image_id: str, moderator: str) -> Label | None:
         raw = await self.redis.hget(self.labels_key(image_id), moderator)
@@ -498,6 +520,7 @@ class ReviewStore:
         confusion: Counter[tuple[str, str]] = Counter()  # (model label, human label)
         model_agree = model_total = 0
         pair_agree = pair_total = multi = disputed = 0
+        per_pair: dict[str, list[int]] = {}  # moderator -> [pairs, agreeing pairs] with the others
         for labels_raw, model_label in zip(rows[0::2], rows[1::2], strict=True):
             labels = [Label.parse(v) for v in labels_raw.values()]
             ml = _s(model_label) if model_label is not None else None
@@ -513,6 +536,10 @@ class ReviewStore:
                 for a, b in combinations(labels, 2):
                     pair_total += 1
                     pair_agree += a.label == b.label
+                    for m in (a.moderator_id, b.moderator_id):
+                        mine = per_pair.setdefault(m, [0, 0])
+                        mine[0] += 1
+                        mine[1] += a.label == b.label
         return {
             "generated_at": now,
             "queue_size": int(queue_size),
@@ -538,6 +565,11 @@ class ReviewStore:
                     "pairs": pair_total,
                     "agreeing_pairs": pair_agree,
                     "rate": round(pair_agree / pair_total, 4) if pair_total else None,
+                    # each moderator against the others, on the images both labeled
+                    "per_moderator": {
+                        m: {"pairs": n, "agreeing": k, "rate": round(k / n, 4)}
+                        for m, (n, k) in sorted(per_pair.items())
+                    },
                 },
                 "confusion": [
                     {"model": m, "moderator": h, "count": c} for (m, h), c in sorted(confusion.items())
