@@ -1,4 +1,4 @@
-"""``misinfo train watch|run|cycle|submit|status|logs|stop|config``: the retrain watcher, training by
+"""``misinfo train watch|run|cycle|submit|status|logs|stop|config|regression``: the retrain watcher, training by
 hand and through Ray."""
 
 from __future__ import annotations
@@ -258,6 +258,46 @@ def stop(submission_id: str) -> None:
     sub = _submitter(load_settings())
     _known_job(sub, submission_id)
     click.echo("stopped" if sub.stop(submission_id) else "not running")
+
+
+@train.group()
+def regression() -> None:
+    """Frozen regression sets, one per family (MISINFO_TRAIN_REGRESSION_DIR): the gate refuses a
+    candidate that loses a class's recall on any of them."""
+
+
+def _regression_dir() -> str:
+    from pathlib import Path
+
+    from core.config import load_settings
+
+    settings = load_settings()
+    return settings.train_regression_dir or str(Path(settings.state_dir) / "regression")
+
+
+@regression.command("freeze")
+@click.argument("name")
+@click.argument("records", type=click.Path(exists=True, dir_okay=False))
+def regression_freeze(name: str, records: str) -> None:
+    """Freeze the images and labels of RECORDS (conversation JSON) as regression set NAME; prints
+    its version (the same images and labels always give the same version)."""
+    from trainer.data import read_records
+    from trainer.regression import RegressionSetError, freeze
+
+    try:
+        rs = freeze(_regression_dir(), name, [(ex.image, ex.label) for ex in read_records(records)])
+    except (RegressionSetError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(rs.to_dict()))
+
+
+@regression.command("list")
+def regression_list() -> None:
+    """Every frozen version, one JSON object a line (the cycle uses the newest of each name)."""
+    from trainer.regression import list_sets
+
+    for rs in list_sets(_regression_dir()):
+        click.echo(json.dumps(rs.to_dict()))
 
 
 if __name__ == "__main__":  # the Ray job and torchrun start it as `python -m trainer.cli`

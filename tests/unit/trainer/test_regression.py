@@ -56,3 +56,24 @@ def test_bad_names_and_labels_are_refused(tmp_path):
         freeze(tmp_path / "reg", "A", [(items[0][0], "fake")])
     with pytest.raises(RegressionSetError, match="no images"):
         freeze(tmp_path / "reg", "A", [])
+
+
+def test_the_cli_freezes_and_lists(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+
+    from trainer.cli import train
+    from trainer.data import conversation_record
+
+    items = _images(tmp_path / "src", 4)
+    records = tmp_path / "records.json"
+    records.write_text(json.dumps([conversation_record(str(p), f"Verdict: {lb}") for p, lb in items]))
+    monkeypatch.setenv("MISINFO_TRAIN_REGRESSION_DIR", str(tmp_path / "reg"))
+    out = CliRunner().invoke(train, ["regression", "freeze", "A", str(records)])
+    assert out.exit_code == 0, out.output
+    version = json.loads(out.output)["version"]
+    listed = CliRunner().invoke(train, ["regression", "list"])
+    assert [json.loads(line)["version"] for line in listed.output.splitlines()] == [version]
+    bad = CliRunner().invoke(train, ["regression", "freeze", "../x", str(records)])
+    assert bad.exit_code == 1 and "regression set name" in bad.output
