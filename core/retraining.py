@@ -171,7 +171,9 @@ class RetrainStatus:
         p = self.policy
         by_count = self.counters.new_labels / p.min_new_labels if p.min_new_labels > 0 else 0.0
         share = self.disagreement
-        by_share = share / p.disagreement_threshold if share is not None and p.disagreement_threshold > 0 else 0.0
+        by_share = (
+            share / p.disagreement_threshold if share is not None and p.disagreement_threshold > 0 else 0.0
+        )
         if share is not None and share > p.disagreement_threshold:
             by_share = 1.0
         return max(0.0, min(1.0, max(by_count, by_share)))
@@ -190,14 +192,22 @@ class RetrainStatus:
         out = []
         age = self.watcher_age_s
         if age is None:
-            out.append("label counting: no retrain watcher has reported; start one with `misinfo train watch`")
+            out.append(
+                "label counting: no retrain watcher has reported; start one with `misinfo train watch`"
+            )
         elif age > WATCHER_STALE_S:
-            out.append(f"label counting: the retrain watcher last reported {age:.0f} s ago; is `misinfo train watch` running?")
+            out.append(
+                f"label counting: the retrain watcher last reported {age:.0f} s ago; is `misinfo train watch` running?"
+            )
         else:
             group = (self.watcher or {}).get("group", "")
-            out.append(f"label counting: the retrain watcher (its own service, group {group}), seen {age:.0f} s ago")
+            out.append(
+                f"label counting: the retrain watcher (its own service, group {group}), seen {age:.0f} s ago"
+            )
         classes = ", ".join(f"{k} {self.per_class.get(k, 0)}" for k in LABELS)
-        out.append(f"labels: {c.labels_total} counted ({classes}); {c.new_labels} since the last training started")
+        out.append(
+            f"labels: {c.labels_total} counted ({classes}); {c.new_labels} since the last training started"
+        )
         share = self.disagreement
         window = p.disagreement_window
         if share is None:
@@ -251,9 +261,7 @@ def status_from(results: list[Any], policy: TriggerPolicy, now: float | None = N
             watcher = json.loads(watcher_raw)
         except ValueError:
             watcher = None
-    return RetrainStatus(
-        counters, policy, per_class, history, watcher, time.time() if now is None else now
-    )
+    return RetrainStatus(counters, policy, per_class, history, watcher, time.time() if now is None else now)
 
 
 def read_status(redis: Any, prefix: str, policy: TriggerPolicy, now: float | None = None) -> RetrainStatus:
