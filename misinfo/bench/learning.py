@@ -186,6 +186,18 @@ def _spread(values: list[float]) -> dict[str, float]:
 @click.option("--full-steps", default=1500, show_default=True, help="optimizer steps of the full fine-tune")
 @click.option("--lora-steps", default=300, show_default=True, help="optimizer steps of the LoRA on top")
 @click.option("--work-dir", default=None, help="keep data and models here (default: a temp dir)")
+@click.option(
+    "--shift",
+    is_flag=True,
+    help="the feedback loop's own gain instead: a new manipulation family and a generator appear in "
+    "the stream, moderators label them, the real loop retrains (misinfo/bench/shift.py)",
+)
+@click.option("--stream-images", default=450, show_default=True, help="--shift: labeled stream images")
+@click.option("--champion-steps", default=600, show_default=True, help="--shift: the champion's steps")
+@click.option("--loop-steps", default=600, show_default=True, help="--shift: the loop's training steps")
+@click.option(
+    "--loop-mode", type=click.Choice(["full", "lora"]), default="full", show_default=True, help="--shift"
+)
 def bench_learning(
     seeds: str,
     train_images: int,
@@ -194,8 +206,25 @@ def bench_learning(
     full_steps: int,
     lora_steps: int,
     work_dir: str | None,
+    shift: bool = False,
+    stream_images: int = 450,
+    champion_steps: int = 600,
+    loop_steps: int = 600,
+    loop_mode: str = "full",
 ) -> None:
-    """Fine-tune the tiny checkpoint on a generated forensic set on CPU; macro-F1 before and after."""
+    """Fine-tune the tiny checkpoint on a generated forensic set on CPU; macro-F1 before and after.
+    With --shift, the feedback loop's gain on a new family through the real loop."""
+    if shift:
+        from misinfo.bench.shift import ShiftConfig, run
+
+        cfg = ShiftConfig(
+            stream_images=stream_images,
+            champion_steps=champion_steps,
+            loop_steps=loop_steps,
+            mode=loop_mode,
+        )
+        click.echo(json.dumps(run([int(s) for s in seeds.split(",") if s.strip()], cfg, work_dir)))
+        return
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
