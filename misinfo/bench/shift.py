@@ -161,9 +161,11 @@ def trivial_cue_f1(train: list[tuple[Path, str]], test: list[tuple[Path, str]]) 
 # ------------------------------------------------------------------------------- the champion
 
 
-def build_champion(s: Settings, data: Data, base: str, work: Path, cfg: ShiftConfig, seed: int) -> str:
+def build_champion(
+    s: Settings, data: Data, base: str, work: Path, cfg: ShiftConfig, seed: int
+) -> tuple[str, Path]:
     """Train, register (with the dataset manifest replay reads), calibrate, freeze regression set A
-    and promote the starting champion; returns its version."""
+    and promote the starting champion; returns its version and its local checkpoint."""
     import torch
 
     from detector.answer import CLASSES
@@ -237,7 +239,7 @@ def build_champion(s: Settings, data: Data, base: str, work: Path, cfg: ShiftCon
         description="starting champion: authentic + family A (splices)",
     )
     promote(store, info.version, kafka_publisher(s.kafka_bootstrap, s.topic_control))
-    return info.version
+    return info.version, model_dir
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -364,7 +366,12 @@ def one_seed(stack_settings: Settings, seed: int, cfg: ShiftConfig, work: Path) 
     t = lap("data", t0)
 
     say(f"seed {seed}: the starting champion ({cfg.champion_steps} steps on authentic + A)")
-    before_version = build_champion(s, data, base, work, cfg, seed)
+    before_version, champion_dir = build_champion(s, data, base, work, cfg, seed)
+    if cfg.mode == "lora":
+        # A LoRA cycle adapts the base model: here the champion's weights are that base (as a
+        # fine-tuned detector is in production), for the worker's adapters too.
+        s = dataclasses.replace(s, model_path=str(champion_dir))
+        base = str(champion_dir)
     t = lap("champion", t)
 
     logs = work / "logs"
