@@ -166,6 +166,9 @@ class ItemOut(BaseModel):
 class RegionIn(BaseModel):
     """A box: top-left corner and size as fractions of the image; a box past an edge is cut there."""
 
+    # Strict: JSON numbers only (lax mode would read ``true`` as 1.0; schemathesis found it).
+    model_config = ConfigDict(strict=True)
+
     x: float = Field(ge=0.0, lt=1.0)
     y: float = Field(ge=0.0, lt=1.0)
     w: float = Field(gt=0.0, le=1.0)
