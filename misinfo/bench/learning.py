@@ -92,6 +92,46 @@ def _train(overrides: list[str]) -> dict[str, Any]:
     return run_training(load_config(None, overrides))
 
 
+COMMON = [
+    "tracking.mlflow_uri=off",
+    "train.deepspeed=",
+    "data.augment=false",
+    "train.gradient_checkpointing=false",
+    "train.save_steps=100000",
+    "train.logging_steps=50",
+    "train.gradient_accumulation_steps=1",
+    "train.lr_scheduler_type=linear",
+]
+
+
+def full_finetune(
+    base: str | Path,
+    train_file: Path,
+    out: Path,
+    steps: int,
+    seed: int,
+    lr: float = 1e-3,
+    batch: int = 8,
+) -> dict[str, Any]:
+    """Fine-tune every weight of ``base`` (vision tower included) on ``train_file``, on CPU, without
+    DeepSpeed or MLflow; returns the trainer's summary (``model_dir``, ``train_seconds`` ...)."""
+    return _train(
+        [
+            *COMMON,
+            f"train.seed={seed}",
+            f"model.base_model={base}",
+            "model.mode=full",
+            "model.train_vision=true",
+            f"data.train_file={train_file}",
+            f"train.output_dir={out}",
+            f"train.max_steps={steps}",
+            f"train.per_device_train_batch_size={batch}",
+            f"train.learning_rate={lr}",
+            "train.warmup_ratio=0.02",
+        ]
+    )
+
+
 def one_seed(
     seed: int,
     work: Path,
@@ -111,38 +151,15 @@ def one_seed(
     val = write_split(work, "val", n_val, rng)
     before = _score(str(base), None, val)
     say(f"seed {seed}: macro-F1 before {before:.3f}; full fine-tune, {full_steps} steps")
-    common = [
-        "tracking.mlflow_uri=off",
-        "train.deepspeed=",
-        "data.augment=false",
-        f"train.seed={seed}",
-        "train.gradient_checkpointing=false",
-        "train.save_steps=100000",
-        "train.logging_steps=50",
-        "train.gradient_accumulation_steps=1",
-        "train.lr_scheduler_type=linear",
-    ]
-    full = _train(
-        [
-            *common,
-            f"model.base_model={base}",
-            "model.mode=full",
-            "model.train_vision=true",
-            f"data.train_file={train}",
-            f"train.output_dir={work / 'full'}",
-            f"train.max_steps={full_steps}",
-            "train.per_device_train_batch_size=8",
-            "train.learning_rate=1e-3",
-            "train.warmup_ratio=0.02",
-        ]
-    )
+    full = full_finetune(base, train, work / "full", full_steps, seed)
     full_f1 = _score(full["model_dir"], None, val)
     say(
         f"seed {seed}: macro-F1 after full fine-tune {full_f1:.3f} ({full['train_seconds']:.0f}s); LoRA, {lora_steps} steps"
     )
     lora = _train(
         [
-            *common,
+            *COMMON,
+            f"train.seed={seed}",
             f"model.base_model={full['model_dir']}",
             "model.mode=lora",
             "model.train_vision=true",
