@@ -196,6 +196,18 @@ def _brief(report: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if report is None else {k: v for k, v in report.items() if k not in ("scores", "labels")}
 
 
+def train_at_serving_resolution(cfg: Any, settings: Settings, overrides: list[str]) -> None:
+    """Train at the resolution the workers serve at (``MISINFO_VERDICT_SIDE`` and
+    ``MISINFO_VERDICT_KEEP_ASPECT``): a model fine-tuned on other pixels than it is shown in serving
+    loses accuracy without anyone noticing. An explicit ``model.verdict_side`` or
+    ``model.keep_aspect`` in ``MISINFO_TRAIN_OVERRIDES`` still wins (an experiment's choice)."""
+    chosen = {o.split("=", 1)[0].strip() for o in overrides}
+    if "model.verdict_side" not in chosen:
+        cfg.model.verdict_side = settings.verdict_side
+    if "model.keep_aspect" not in chosen:
+        cfg.model.keep_aspect = settings.verdict_keep_aspect
+
+
 def run_cycle(
     settings: Settings, request: TrainingRequest, *, progress: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
@@ -213,6 +225,7 @@ def run_cycle(
     result: dict[str, Any] = {"request": json.loads(request.to_json()), "work_dir": str(work)}
     overrides = [o.strip() for o in settings.train_overrides.split(";") if o.strip()]
     cfg = load_config(settings.train_config or None, overrides)
+    train_at_serving_resolution(cfg, settings, overrides)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     client = mlflow.MlflowClient(settings.mlflow_tracking_uri)
     store = RegistryStore(settings.mlflow_tracking_uri, settings.model_name)
