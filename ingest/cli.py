@@ -60,7 +60,7 @@ def cursor_path(settings: Settings, source: str, key: str) -> Path:
 def run_collector(collector: Any, once: bool, every: str, total: int | None = None) -> None:
     """Shared run logic: progress + JSON summary with --once; a stoppable loop otherwise."""
     from ingest.collectors.base import SourceError
-    from ingest.exceptions import PublishError
+    from ingest.exceptions import PublishError, StoreUnavailable
     from ingest.fetcher import TransientFetchError
 
     signal.signal(signal.SIGTERM, lambda *_: collector.stop())
@@ -77,6 +77,9 @@ def run_collector(collector: Any, once: bool, every: str, total: int | None = No
         collector.stop()
     except PublishError as exc:
         log.error("%s: broker unavailable, stopping without saving the cursor: %s", collector.name, exc)
+        code = 2
+    except StoreUnavailable as exc:  # the message carries its remedy; items not yet published stay
+        log.error("%s: stopping; the cursor stays at the last published item: %s", collector.name, exc)
         code = 2
     except (SourceError, TransientFetchError) as exc:
         log.error("%s: source failed: %s", collector.name, exc)

@@ -171,3 +171,27 @@ def test_a_folder_cursor_forgets_files_that_are_gone(tmp_path):
     collector.run_once()
     assert sorted(collector.cursor["files"]) == ["b.jpg"]
     assert len(collector.ingestor.items) == 2  # b.jpg, unchanged, was not read again
+
+
+def test_a_redis_outage_past_the_collectors_patience_ends_it_with_one_line_and_status_2(caplog):
+    from types import SimpleNamespace
+
+    from ingest.cli import run_collector
+    from ingest.exceptions import StoreUnavailable
+
+    class Gone:
+        name = "folder"
+        ingestor = SimpleNamespace(publisher=SimpleNamespace(close=lambda: None))
+
+        def run_forever(self, every_s: float) -> None:
+            raise StoreUnavailable("Redis did not answer for 120s (dedup): refused; check MISINFO_REDIS_URL")
+
+        def stop(self) -> None:
+            pass
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_collector(Gone(), once=False, every="1m")
+    assert exit_info.value.code == 2
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "check MISINFO_REDIS_URL" in record.getMessage() and "\n" not in record.getMessage()
+    assert record.exc_info is None  # no traceback
