@@ -15,7 +15,7 @@ from core.contracts.images import DeadLetter, ImageEvent
 from core.kafka import Topics
 from ingest.blobs import BlobStore
 from ingest.dedup import Dedup, hamming
-from ingest.etl import prepare
+from ingest.etl import PreparedImage, prepare
 from ingest.exceptions import BadInput
 from ingest.provenance import ProvenanceConfig
 from ingest.publisher import Publisher
@@ -62,15 +62,20 @@ class Ingestor:
         # image_id -> phash of events queued in this flush window (not yet acked, so not in Redis)
         self._in_flight: dict[str, str] = {}
 
-    def ingest(self, item: RawItem) -> Outcome:
-        """Validate, store, dedup and queue one item; every item ends as exactly one outcome."""
+    def ingest(self, item: RawItem, prepared: PreparedImage | None = None) -> Outcome:
+        """Validate, store, dedup and queue one item; every item ends as exactly one outcome.
+
+        ``prepared``: ``item.data`` already prepared with this ingestor's ``max_pixels`` and
+        ``provenance`` (an upload does it first, for the rejection reason): decoding and hashing
+        are most of the ETL's cost, so they are not done twice."""
         self.counts["seen"] += 1
         try:
             if item.error is not None:
                 raise item.error
             if item.data is None:
                 raise BadInput("fetch", "the collector produced no bytes and no error")
-            prepared = prepare(item.data, self.max_pixels, self.provenance)
+            if prepared is None:
+                prepared = prepare(item.data, self.max_pixels, self.provenance)
         except BadInput as exc:
             self.dead_letter(exc.stage, exc.reason, type(exc).__name__, item)
             return "dead_letter"

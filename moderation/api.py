@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,15 +24,16 @@ from core.contracts.provenance import ProvenanceState
 from core.contracts.verdicts import MAX_REGIONS, HumanLabel, Label, Region, Verdict, VerdictLabel
 from core.keys import Keys
 from ingest.blobs import BlobNotFound, read_blob
-from moderation.auth import ROLES, AuthError, Role, User, csrf_ok
+from moderation.auth import ROLES, AuthError, Role, Session, User, csrf_ok
 from moderation.explain import ExplainUnavailable
 from moderation.label_producer import FeedbackUnavailable
 from moderation.locks import RENEW_S, Lock
 from moderation.metadata import metadata_of
 from moderation.search import HumanFilter, SearchQuery, search
 from moderation.service import MAX_NOTE, ItemLocked, Moderation, NothingToUndo
+from moderation.stats_cache import STATS_TTL_S
 from moderation.store import Item
-from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected
+from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected, UploadUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -50,18 +52,41 @@ class Unauthorized(HTTPException):
         super().__init__(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+@dataclass(frozen=True)
+class GateCredential:
+    """What the front gate (:mod:`moderation.gate`) found for a request with a body, under
+    ``scope[GATE_CREDENTIAL]``: the API token or session id it checked, and its user (and session)."""
+
+    token: str | None
+    sid: str | None
+    user: User
+    session: Session | None
+
+
+GATE_CREDENTIAL = "misinfo.gate_credential"
+
+
 async def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> User:
     mod = moderation(request)
+    # The gate already looked up this very credential for this request (a request with a body).
+    checked: GateCredential | None = request.scope.get(GATE_CREDENTIAL)
     if request.headers.get("authorization"):
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise Unauthorized("use Authorization: Bearer <token>")
-        user = await mod.users.by_token(credentials.credentials)
+        if checked is not None and checked.token == credentials.credentials:
+            user: User | None = checked.user
+        else:
+            user = await mod.users.by_token(credentials.credentials)
         if user is None:
             raise Unauthorized("unknown or revoked token")
         return user
-    found = await mod.session_user(request.cookies.get(SESSION_COOKIE))
+    sid = request.cookies.get(SESSION_COOKIE)
+    if checked is not None and checked.sid == sid and checked.session is not None:
+        found: tuple[User, Session] | None = (checked.user, checked.session)
+    else:
+        found = await mod.session_user(sid)
     if found is None:
         raise Unauthorized("authentication required: Authorization: Bearer <token>")
     user, session = found
@@ -372,12 +397,10 @@ async def get_queue(
     responses={404: {"description": "no verdict for this image (yet)"}},
 )
 async def get_item(request: Request, image_id: str, user: Viewer) -> ItemOut:
-    mod = moderation(request)
-    item = await mod.store.item(check_image_id(image_id))
+    item, lock = await moderation(request).store.item_and_lock(check_image_id(image_id))
     if item is None:
         raise HTTPException(404, "no verdict for this image (yet)")
     out = item_out(item)
-    lock = await mod.locks.holder(image_id)
     return out.model_copy(update={"lock": lock_out(lock, user)}) if lock else out
 
 
@@ -606,6 +629,7 @@ async def post_explain(request: Request, image_id: str, user: Moderator) -> Expl
         **BODY_RESPONSES,
         413: {"description": "larger than the download limit"},
         422: {"description": "not a usable image (the detail says why)"},
+        503: {"description": "the upload worker stopped during this upload (nothing published; retry)"},
     },
 )
 async def post_upload(
@@ -631,6 +655,8 @@ async def post_upload(
         result = await mod.uploader.upload(data, user.name, caption, source_url)
     except UploadRejected as exc:
         raise HTTPException(422, f"not a usable image: {exc}") from None
+    except UploadUnavailable as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "1"}) from None
     poll = f"/api/items/{result.image_id}"
     item = await mod.wait_for_item(result.image_id, wait) if wait else await mod.store.item(result.image_id)
     out = UploadOut(
@@ -645,12 +671,17 @@ async def post_upload(
     )
 
 
-@router.get("/stats", summary="Throughput, queue size, agreement between moderators and with the model")
+@router.get(
+    "/stats",
+    summary="Throughput, queue size, agreement between moderators and with the model",
+    description=f"Counted at most once every {STATS_TTL_S:g} seconds per service process: the figures "
+    "may be that old (`generated_at`, unix seconds, says when they were counted).",
+)
 async def get_stats(request: Request, user: Viewer) -> dict[str, Any]:
     mod = moderation(request)
     # agreement.between_moderators.per_moderator: each moderator against the others on the images
     # both labeled; second_review_share: the share of queued items that go to a second moderator
-    return {**await mod.store.stats(), "second_review_share": mod.settings.review_second_share}
+    return {**await mod.stats.get(), "second_review_share": mod.settings.review_second_share}
 
 
 @router.get("/audit", summary="The audit log, newest first (admin)")
@@ -699,4 +730,4 @@ async def post_user(request: Request, body: UserIn, user: Admin) -> NewUserOut:
     return NewUserOut(name=created.name, role=created.role, created_at=created.created_at, token=token)
 
 
-__all__ = ["ROLES", "SESSION_COOKIE", "authenticate", "router"]
+__all__ = ["GATE_CREDENTIAL", "ROLES", "SESSION_COOKIE", "GateCredential", "authenticate", "router"]

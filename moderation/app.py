@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from fastapi.routing import APIRoute
 from core.config import Settings
 from moderation import api, apidocs, assets, pages, review_pages
 from moderation.gate import BodyTooLarge, Gate
+from moderation.headers import SecurityHeaders
 from moderation.service import Moderation
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await app.state.moderation.uploader.start()
         yield
         await app.state.moderation.close()
 
@@ -64,24 +65,7 @@ def create_app(settings: Settings, moderation: Moderation | None = None) -> Fast
     app.include_router(assets.router)
     # Inside the security headers (added after it, so outermost), so that its answers get them too.
     app.add_middleware(Gate, moderation=lambda: app.state.moderation)
-
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request.state.nonce = secrets.token_urlsafe(16)
-        response = await call_next(request)
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            f"default-src 'self'; script-src 'nonce-{request.state.nonce}'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        )
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path.startswith(("/api/", "/items", "/queue", "/stats", "/search")):
-            response.headers.setdefault("Cache-Control", "private, no-store")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     @app.exception_handler(pages.LoginRequired)
     async def login_required(request: Request, exc: pages.LoginRequired) -> Response:

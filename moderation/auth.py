@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from core.keys import Keys
+from moderation.token_cache import TokenCache
 
 Role = Literal["viewer", "moderator", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "moderator", "admin")
@@ -107,6 +108,7 @@ class UserStore:
     def __init__(self, redis: Any, prefix: str) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
+        self._tokens = TokenCache()
 
     def _user_key(self, name: str) -> str:
         return self.keys.user(name)
@@ -131,6 +133,7 @@ class UserStore:
         pipe.hset(self._user_key(name), mapping={"token_sha256": digest(token), "created_at": created})
         pipe.set(self._token_key(digest(token)), name)
         pipe.sadd(self.keys.users(), name)
+        pipe.incr(self.keys.users_epoch())
         await pipe.execute()
         return token
 
@@ -156,6 +159,7 @@ class UserStore:
         pipe.hset(self._user_key(name), "token_sha256", digest(token))
         pipe.hincrby(self._user_key(name), "generation", 1)  # ends the user's sessions
         pipe.set(self._token_key(digest(token)), name)
+        pipe.incr(self.keys.users_epoch())  # every process's token cache forgets the old token
         await pipe.execute()
         return token
 
@@ -168,6 +172,7 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._user_key(name), "role", role)
         pipe.hincrby(self._user_key(name), "generation", 1)
+        pipe.incr(self.keys.users_epoch())
         await pipe.execute()
 
     async def set_password(self, name: str, password: str) -> None:
@@ -179,6 +184,7 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._user_key(name), "password", hash_password(password))
         pipe.hincrby(self._user_key(name), "generation", 1)
+        pipe.incr(self.keys.users_epoch())
         await pipe.execute()
 
     async def remove(self, name: str) -> None:
@@ -189,6 +195,7 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self._token_key(_s(old)), self._user_key(name))
         pipe.srem(self.keys.users(), name)
+        pipe.incr(self.keys.users_epoch())
         await pipe.execute()
         # Sessions are found by their owner's name (ids are stored hashed); a removed user must not
         # stay logged in anywhere.
@@ -197,11 +204,19 @@ class UserStore:
                 await self.redis.delete(key)
 
     async def by_token(self, token: str) -> User | None:
-        """The user owning this API token, or None."""
+        """The user owning this API token, or None (see :mod:`moderation.token_cache`)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        name = await self.redis.get(self._token_key(digest(token)))
-        return await self.get(_s(name)) if name is not None else None
+        token_digest = digest(token)
+        epoch = await self.redis.get(self.keys.users_epoch())
+        user = self._tokens.get(token_digest, epoch)
+        if user is not None:
+            return user
+        name = await self.redis.get(self._token_key(token_digest))
+        user = await self.get(_s(name)) if name is not None else None
+        if user is not None:
+            self._tokens.put(token_digest, epoch, user)
+        return user
 
     async def check_login(self, name: str, secret: str) -> User | None:
         """The user when ``secret`` is its password or its API token, else None.

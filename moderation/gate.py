@@ -29,7 +29,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 
-from moderation.api import SESSION_COOKIE
+from moderation.api import GATE_CREDENTIAL, SESSION_COOKIE, GateCredential
 
 if TYPE_CHECKING:
     from moderation.service import Moderation
@@ -80,7 +80,11 @@ class Gate:
         declared_raw = headers.get("content-length")
         declared = int(declared_raw) if declared_raw and declared_raw.isdigit() else None
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-        if (chunked or declared) and path.startswith("/api/") and not await _authenticated(mod, headers):
+        if (
+            (chunked or declared)
+            and path.startswith("/api/")
+            and not await _authenticated(mod, headers, scope)
+        ):
             await _answer(
                 send,
                 path,
@@ -107,14 +111,24 @@ class Gate:
         await self.app(scope, bounded_receive, send)
 
 
-async def _authenticated(mod: Moderation, headers: Headers) -> bool:
-    """A valid credential, as the API's own check will see it (roles and CSRF come later)."""
+async def _authenticated(mod: Moderation, headers: Headers, scope: dict[str, Any]) -> bool:
+    """A valid credential, as the API's own check will see it (roles and CSRF come later). What it
+    found is left in the scope for that check (see :func:`moderation.api.authenticate`), so that a
+    request with a body looks its credential up once."""
     authorization = headers.get("authorization")
     if authorization:
         scheme, _, token = authorization.partition(" ")
-        return scheme.lower() == "bearer" and await mod.users.by_token(token.strip()) is not None
+        if scheme.lower() != "bearer":
+            return False
+        user = await mod.users.by_token(token.strip())
+        if user is not None:
+            scope[GATE_CREDENTIAL] = GateCredential(token.strip(), None, user, None)
+        return user is not None
     sid = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
-    return await mod.session_user(sid) is not None
+    found = await mod.session_user(sid)
+    if found is not None:
+        scope[GATE_CREDENTIAL] = GateCredential(None, sid, *found)
+    return found is not None
 
 
 async def _answer(

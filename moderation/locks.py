@@ -82,17 +82,32 @@ class ItemLocks:
         return (await self.holders([image_id])).get(image_id)
 
     async def holders(self, image_ids: list[str]) -> dict[str, Lock]:
-        """The locks held on these items (one round trip)."""
+        """The locks held on these items (one round trip, two when some are held)."""
         if not image_ids:
             return {}
         pipe = self.redis.pipeline(transaction=False)
-        for image_id in image_ids:
-            pipe.get(self.keys.lock(image_id))
+        self.read_holders(pipe, image_ids)
+        (names,) = await pipe.execute()
+        return await self.parse_holders(image_ids, names)
+
+    def read_holders(self, pipe: Any, image_ids: list[str]) -> None:
+        """Queue the read of :meth:`holders` on ``pipe`` (one reply: an MGET of the lock keys), so
+        that a caller reading other keys of the same items shares its round trip."""
+        pipe.mget([self.keys.lock(image_id) for image_id in image_ids])
+
+    async def parse_holders(self, image_ids: list[str], names: list[Any]) -> dict[str, Lock]:
+        """:meth:`holders` from the reply of :meth:`read_holders`; the expiry of the few items that
+        are held is read then (most pages hold none, so most pay no second round trip)."""
+        held = [(image_id, name) for image_id, name in zip(image_ids, names, strict=True) if name is not None]
+        if not held:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for image_id, _ in held:
             pipe.pttl(self.keys.lock(image_id))
-        out = await pipe.execute()
+        lefts = await pipe.execute()
         now = time.time()
         return {
-            image_id: Lock(image_id, _holder(holder), now + max(int(left), 0) / 1000)
-            for image_id, holder, left in zip(image_ids, out[0::2], out[1::2], strict=True)
-            if holder is not None
+            image_id: Lock(image_id, _holder(name), now + max(int(left), 0) / 1000)
+            for (image_id, name), left in zip(held, lefts, strict=True)
+            if int(left) != -2  # expired between the two reads: not held any more
         }

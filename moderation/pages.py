@@ -33,7 +33,7 @@ from moderation.locks import RENEW_S, Lock
 from moderation.metadata import Metadata, metadata_of
 from moderation.service import ItemLocked
 from moderation.store import Item
-from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected
+from moderation.uploads import MAX_CAPTION, MAX_SOURCE_URL, UploadRejected, UploadUnavailable
 
 LOGIN_CSRF_COOKIE = "misinfo_login_csrf"
 KEYS = {"authentic": "a", "manipulated": "m", "synthesized": "s"}
@@ -397,7 +397,7 @@ async def upload_form(request: Request) -> Response:
     upload = form.get("file")
     data = await upload.read(mod.settings.max_download_bytes + 1) if hasattr(upload, "read") else b""
     caption, source_url = str(form.get("caption", "")), str(form.get("source_url", ""))
-    error = ""
+    error, status = "", 422
     if not data:
         error = "Choose an image file."
     elif len(data) > mod.settings.max_download_bytes:
@@ -411,12 +411,14 @@ async def upload_form(request: Request) -> Response:
             result = await mod.uploader.upload(data, user.name, caption, source_url)
         except UploadRejected as exc:
             error = f"Not a usable image: {exc}"
+        except UploadUnavailable as exc:
+            error, status = f"{str(exc)[0].upper()}{str(exc)[1:]}.", 503
         else:
             return RedirectResponse(f"/items/{result.image_id}", status_code=303)
     return render(
         request,
         "upload.jinja",
-        status=422,
+        status=status,
         user=user,
         csrf=session.csrf,
         error=error,
@@ -431,7 +433,7 @@ async def stats_page(request: Request) -> Response:
 
     user, session = await page_auth(request)
     mod = moderation(request)
-    stats = await mod.store.stats()
+    stats = await mod.stats.get()
     peak = max([1] + [max(h["verdicts"], h["labels"]) for h in stats["throughput"]])
     retraining = await panel(mod.settings, mod.redis)
     return render(

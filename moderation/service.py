@@ -24,6 +24,7 @@ from moderation.auth import LoginThrottle, Session, SessionStore, User, UserStor
 from moderation.explain import Explainer
 from moderation.label_producer import FeedbackPublisher, FeedbackUnavailable
 from moderation.locks import LOCK_TTL_S, ItemLocks, Lock
+from moderation.stats_cache import STATS_TTL_S, StatsCache
 from moderation.store import Item, ReviewStore
 from moderation.uploads import Uploader
 
@@ -66,6 +67,7 @@ class Moderation:
         login_backoff_base_s: float = 1.0,
         undo_window_s: float = UNDO_WINDOW_S,
         lock_ttl_s: float = LOCK_TTL_S,
+        stats_ttl_s: float = STATS_TTL_S,
     ) -> None:
         self.settings = settings
         self.redis = redis
@@ -82,6 +84,7 @@ class Moderation:
         )
         self.locks = ItemLocks(redis, p, lock_ttl_s)
         self.store = ReviewStore(redis, p, self.locks)
+        self.stats = StatsCache(self.store.stats, stats_ttl_s)
         self.undo_window_s = undo_window_s
         self.feedback = feedback or FeedbackPublisher(settings.kafka_bootstrap, settings.topic_feedback)
         self.uploader = uploader or Uploader(settings)
@@ -118,10 +121,9 @@ class Moderation:
         has it open, ValueError for regions on an authentic label, FeedbackUnavailable when the
         broker does not acknowledge (then nothing is recorded, and the client may retry).
         """
-        item = await self.store.item(image_id)
+        item, lock = await self.store.item_and_lock(image_id)
         if item is None:
             raise KeyError(image_id)
-        lock = await self.locks.holder(image_id)
         if lock is not None and not lock.held_by(user.name):
             raise ItemLocked(lock)
         if regions and label == "authentic":

@@ -22,14 +22,15 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import combinations
 from typing import Any
 
 from core.contracts.images import ImageEvent
-from core.contracts.provenance import PROVENANCE_STATES
+from core.contracts.provenance import PROVENANCE_STATES, Provenance
 from core.contracts.verdicts import Label, Verdict
 from core.keys import Keys
-from moderation.locks import ItemLocks
+from moderation.locks import ItemLocks, Lock
 
 SKIP_TTL_S = 3600
 AUDIT_MAXLEN = 1_000_000  # approximate trim: the feedback topic is the durable log
@@ -37,6 +38,12 @@ AUDIT_MAXLEN = 1_000_000  # approximate trim: the feedback topic is the durable 
 
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _who_and_what(raw: str | bytes) -> tuple[str, str]:
+    """The moderator and the label of a stored ``Label`` JSON."""
+    d = json.loads(raw)
+    return str(d["moderator_id"]), str(d["label"])
 
 
 @dataclass
@@ -130,6 +137,36 @@ class QueuePage:
     limit: int
 
 
+def _queue_entry(
+    image_id: str, score: float, raw_verdict: bytes, raw_event: bytes | None, provenance: str | None
+) -> QueueEntry:
+    """A queue entry from the stored verdict and event JSON, reading only the fields a page shows
+    (``provenance``: the record's provenance-state field, which the worker writes beside the JSON).
+
+    The worker validated both before it wrote them; a full ``Verdict.parse`` and
+    ``ImageEvent.parse`` of every entry of every page was a fifth of a queue page's cost."""
+    v = json.loads(raw_verdict)
+    text = str(json.loads(raw_event).get("text") or "") if raw_event else ""
+    if not v.get("provenance"):
+        provenance = None
+    elif provenance is None:  # a record from before the field was written
+        provenance = Provenance.model_validate(v["provenance"]).state
+    return QueueEntry(
+        image_id=image_id,
+        priority=score,
+        label=v["label"],
+        source="",
+        model_version=v["model_version"],
+        decided_at=datetime.fromisoformat(v["decided_at"]).timestamp(),
+        flagged=bool(v["flagged"]),
+        scores={k: float(p) for k, p in v["scores"].items()},
+        text=text[:200],
+        provenance=provenance or "",
+        label_source=v.get("label_source") or "model",
+        unstable=v.get("unstable"),
+    )
+
+
 class ReviewStore:
     def __init__(self, redis: Any, prefix: str, locks: ItemLocks | None = None) -> None:
         self.redis = redis  # redis.asyncio.Redis
@@ -171,8 +208,10 @@ class ReviewStore:
         """
         filtered = bool(source or label or model_version or exclude or provenance) or sort == "unstable"
         if not filtered:
-            total = int(await self.redis.zcard(self.review_key))
-            pairs = await self.redis.zrevrange(self.review_key, offset, offset + limit - 1, withscores=True)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(self.review_key)
+            pipe.zrevrange(self.review_key, offset, offset + limit - 1, withscores=True)
+            total, pairs = await pipe.execute()
             entries = await self._entries([(_s(m), float(s)) for m, s in pairs])
             return QueuePage(entries=entries, total=total, offset=offset, limit=limit)
 
@@ -213,33 +252,22 @@ class ReviewStore:
     async def _entries(self, pairs: list[tuple[str, float]]) -> list[QueueEntry]:
         if not pairs:
             return []
+        # One round trip for the records and the locks of the whole page.
+        ids = [image_id for image_id, _ in pairs]
         pipe = self.redis.pipeline(transaction=False)
-        for image_id, _ in pairs:
-            pipe.hmget(self.verdict_key(image_id), "verdict", "source", "event")
-        held = await self.locks.holders([image_id for image_id, _ in pairs])
+        for image_id in ids:
+            pipe.hmget(self.verdict_key(image_id), "verdict", "source", "event", "provenance")
+        self.locks.read_holders(pipe, ids)
+        *records, lock_names = await pipe.execute()
+        held = await self.locks.parse_holders(ids, lock_names)
         out = []
-        for (image_id, score), (raw_v, src, raw_e) in zip(pairs, await pipe.execute(), strict=True):
+        for (image_id, score), (raw_v, src, raw_e, prov) in zip(pairs, records, strict=True):
             if raw_v is None:  # queued but its record is gone (expired or deleted): not reviewable
                 continue
-            v = Verdict.parse(raw_v)
-            text = ImageEvent.parse(raw_e).text if raw_e else ""
-            out.append(
-                QueueEntry(
-                    image_id=image_id,
-                    priority=score,
-                    label=v.label,
-                    source=_s(src) if src is not None else "",
-                    model_version=v.model_version,
-                    decided_at=v.decided_at.timestamp(),
-                    flagged=v.flagged,
-                    scores=v.scores,
-                    text=text[:200],
-                    provenance=v.provenance.state if v.provenance else "",
-                    label_source=v.label_source,
-                    unstable=v.unstable,
-                    locked_by=held[image_id].holder if image_id in held else None,
-                )
-            )
+            entry = _queue_entry(image_id, score, raw_v, raw_e, _s(prov) if prov is not None else None)
+            entry.source = _s(src) if src is not None else ""
+            entry.locked_by = held[image_id].holder if image_id in held else None
+            out.append(entry)
         return out
 
     async def facets(self) -> dict[str, list[str]]:
@@ -306,14 +334,23 @@ class ReviewStore:
 
     # -- items --------------------------------------------------------------------------------------
     async def item(self, image_id: str) -> Item | None:
+        return (await self.item_and_lock(image_id))[0]
+
+    async def item_and_lock(self, image_id: str) -> tuple[Item | None, Lock | None]:
+        """The item and who has it open, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(self.verdict_key(image_id))
         pipe.zscore(self.review_key, image_id)
         pipe.hgetall(self.labels_key(image_id))
         pipe.smembers(self.keys.sightings(image_id))
-        record, priority, labels, sightings = await pipe.execute()
+        self.locks.read_holders(pipe, [image_id])
+        record, priority, labels, sightings, lock_names = await pipe.execute()
+        lock = (await self.locks.parse_holders([image_id], lock_names)).get(image_id)
         if not record:
-            return None
+            return None, lock
+        return self._item(image_id, record, priority, labels, sightings), lock
+
+    def _item(self, image_id: str, record: Any, priority: Any, labels: Any, sightings: Any) -> Item:
         rec = {_s(k): v for k, v in record.items()}
         verdict = Verdict.parse(rec["verdict"])
         event = ImageEvent.parse(rec["event"]) if "event" in rec else None
@@ -522,24 +559,26 @@ class ReviewStore:
         pair_agree = pair_total = multi = disputed = 0
         per_pair: dict[str, list[int]] = {}  # moderator -> [pairs, agreeing pairs] with the others
         for labels_raw, model_label in zip(rows[0::2], rows[1::2], strict=True):
-            labels = [Label.parse(v) for v in labels_raw.values()]
+            # (moderator, label) pairs only: these labels were validated when this service wrote
+            # them, and a full Label.parse of thousands of them was most of this method's time.
+            labels = [_who_and_what(v) for v in labels_raw.values()]
             ml = _s(model_label) if model_label is not None else None
-            for lb in labels:
-                per_moderator[lb.moderator_id] += 1
+            for moderator, human in labels:
+                per_moderator[moderator] += 1
                 if ml is not None:
-                    confusion[(ml, lb.label)] += 1
+                    confusion[(ml, human)] += 1
                     model_total += 1
-                    model_agree += ml == lb.label
+                    model_agree += ml == human
             if len(labels) > 1:
                 multi += 1
-                disputed += len({lb.label for lb in labels}) > 1
-                for a, b in combinations(labels, 2):
+                disputed += len({human for _, human in labels}) > 1
+                for (ma, a), (mb, b) in combinations(labels, 2):
                     pair_total += 1
-                    pair_agree += a.label == b.label
-                    for m in (a.moderator_id, b.moderator_id):
+                    pair_agree += a == b
+                    for m in (ma, mb):
                         mine = per_pair.setdefault(m, [0, 0])
                         mine[0] += 1
-                        mine[1] += a.label == b.label
+                        mine[1] += a == b
         return {
             "generated_at": now,
             "queue_size": int(queue_size),

@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
+import signal
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -218,6 +220,22 @@ async def test_a_rotated_or_removed_users_token_stops_working(client, settings):
     assert (await client.get("/api/queue", headers=bearer(new))).status_code == 200
     assert run_cli(settings, "users", "remove", "rotating").returncode == 0
     assert (await client.get("/api/queue", headers=bearer(new))).status_code == 401
+
+
+async def test_a_role_lowered_by_the_cli_counts_at_once(client, settings):
+    """The service remembers tokens it has checked; a change by another process still counts at
+    the very next request (the users epoch)."""
+    token = add_user(settings, "demoted", "moderator")
+    h = bearer(token)
+    (image_id,) = await seed(settings, [make_pair(settings, 33)])
+    for _ in range(2):  # the second one from the service's token cache
+        assert (await client.post(f"/api/items/{image_id}/lock", headers=h)).status_code == 200
+    assert run_cli(settings, "users", "role", "demoted", "viewer").returncode == 0
+    r = await client.post(f"/api/items/{image_id}/lock", headers=h)
+    assert r.status_code == 403, r.text
+    assert (await client.get("/api/queue", headers=h)).status_code == 200
+    assert run_cli(settings, "users", "role", "demoted", "moderator").returncode == 0
+    assert (await client.post(f"/api/items/{image_id}/lock", headers=h)).status_code == 200
 
 
 async def test_tokens_are_stored_only_as_digests(client, settings, tokens):
@@ -429,6 +447,26 @@ async def test_an_upload_goes_through_ingest_and_returns_its_verdict_when_ready(
         "/api/uploads", files={"file": ("x.jpg", b"<html>no</html>", "image/jpeg")}, headers=h
     )
     assert bad.status_code == 422 and "not a usable image" in bad.json()["detail"]
+
+
+async def test_an_upload_worker_that_dies_costs_one_upload_and_not_the_service(client, settings, tokens):
+    h = bearer(tokens["moderator"])
+
+    async def upload(seed: int) -> httpx.Response:
+        files = {"file": ("photo.png", image_bytes(seed), "image/png")}
+        return await client.post("/api/uploads", files=files, headers=h)
+
+    assert (await upload(45)).status_code == 202
+    uploader = client.app.state.moderation.uploader  # type: ignore[attr-defined]
+    (pid,) = uploader.worker_pids()
+    os.kill(pid, signal.SIGKILL)  # a decoder crash on hostile bytes, say
+    r = await upload(46)
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    r = await upload(46)  # a new worker takes the retry
+    assert r.status_code == 202, r.text
+    assert r.json()["outcome"] == "published"
+    assert uploader.worker_pids() != [pid]
+    assert (await client.get("/api/queue", headers=h)).status_code == 200
 
 
 async def test_upload_larger_than_the_limit_is_refused(client, settings, tokens):
