@@ -48,7 +48,8 @@ class FeedbackHandler:
 
     def handle_result(self, payload: bytes) -> str:
         """As :meth:`handle`, saying what became of the payload: ``counted``, ``retracted`` (an undo
-        took a label's counts back), ``replayed`` (already counted or taken back) or ``invalid``."""
+        took a label's counts back), ``replayed`` (already counted or taken back), ``unknown`` (no verdict
+        for that image: not counted) or ``invalid``."""
         from core.contracts.base import ContractError
         from core.contracts.verdicts import Label
 
@@ -61,13 +62,26 @@ class FeedbackHandler:
             return "retracted" if self.state.retract_label(label) else "replayed"
         # The model's own label, not the final one: a label decided by provenance (a C2PA manifest
         # declaring AI) that the model missed is a disagreement worth learning from.
-        model, final = self.redis.hmget(
-            Keys(self.settings.redis_prefix).verdict(label.image_id), "model_label", "label"
-        )
+        keys = Keys(self.settings.redis_prefix)
+        model, final = self.redis.hmget(keys.verdict(label.image_id), "model_label", "label")
+        if model is None and final is None and self._records_whole(keys):
+            # No verdict for this image while the records are known to be whole: not an image this
+            # system judged (the review API refuses such labels; another producer wrote it). Counting
+            # it would move the trigger for a label the dataset builder will skip anyway.
+            log.warning(
+                "label for an unknown image %s from %s: not counted", label.image_id, label.moderator_id
+            )
+            return "unknown"
         served = model if model is not None else final
         served_label = served.decode() if isinstance(served, bytes) else served
         counted = self.state.record_label(label, served_label, self.policy.disagreement_window)
         return "counted" if counted else "replayed"
+
+    def _records_whole(self, keys: Keys) -> bool:
+        """Whether the verdict records are whole (the workers' marker); after a Redis loss, before
+        the rebuild, a missing record says nothing about the image, and the label counts."""
+        marker = self.redis.get(keys.records_marker())
+        return isinstance(marker, bytes) and marker.startswith(b"complete:")
 
     def check(self) -> Any:
         if not self.settings.train_trigger:
