@@ -78,6 +78,11 @@ class ItemLocks:
         """Give the lock back if ``user`` holds it (under ``token``, when one is given); True when it did."""
         return bool(await self._release(keys=[self.keys.lock(image_id)], args=[user, token]))
 
+    def release_in(self, pipe: Any, image_id: str, user: str, token: str = "") -> None:
+        """Queue :meth:`release` on ``pipe`` (a MULTI of the caller's): plain EVAL, as a pipeline
+        with a registered script would first ask Redis whether it knows it (one more round trip)."""
+        pipe.eval(_RELEASE, 1, self.keys.lock(image_id), user, token)
+
     async def holder(self, image_id: str) -> Lock | None:
         return (await self.holders([image_id])).get(image_id)
 

@@ -121,7 +121,7 @@ class Moderation:
         has it open, ValueError for regions on an authentic label, FeedbackUnavailable when the
         broker does not acknowledge (then nothing is recorded, and the client may retry).
         """
-        item, lock = await self.store.item_and_lock(image_id)
+        item, lock, seq = await self.store.before_label(image_id)
         if item is None:
             raise KeyError(image_id)
         if lock is not None and not lock.held_by(user.name):
@@ -140,12 +140,10 @@ class Moderation:
         others = {x.moderator_id for x in item.labels} - {user.name}
         second = not others and picked_for_second_review(image_id, self.settings.review_second_share)
         await self.feedback.publish(lb)
-        await self.store.save_label(
-            lb, previous, priority=item.priority, undo_s=self.undo_window_s, second_review=second
+        after = await self.store.save_label(  # gives the user's lock back too
+            lb, previous, priority=item.priority, undo_s=self.undo_window_s, second_review=second, seq=seq
         )
-        await self.locks.release(image_id, user.name)
         log.info("label %s %s by %s", image_id[:12], label, user.name)
-        after = await self.store.item(image_id)
         assert after is not None
         return lb, after
 

@@ -339,16 +339,35 @@ class ReviewStore:
     async def item_and_lock(self, image_id: str) -> tuple[Item | None, Lock | None]:
         """The item and who has it open, in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
+        self._read_item(pipe, image_id)
+        self.locks.read_holders(pipe, [image_id])
+        *item_replies, lock_names = await pipe.execute()
+        lock = (await self.locks.parse_holders([image_id], lock_names)).get(image_id)
+        return self._parse_item(image_id, item_replies), lock
+
+    async def before_label(self, image_id: str) -> tuple[Item | None, Lock | None, int]:
+        """What labeling needs first, in one round trip: the item, who has it open, and the label's
+        sequence number (for :meth:`save_label`; a number left unused when the label fails is harmless)."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._read_item(pipe, image_id)
+        self.locks.read_holders(pipe, [image_id])
+        pipe.incr(self.keys.label_seq())
+        *item_replies, lock_names, seq = await pipe.execute()
+        lock = (await self.locks.parse_holders([image_id], lock_names)).get(image_id)
+        return self._parse_item(image_id, item_replies), lock, int(seq)
+
+    def _read_item(self, pipe: Any, image_id: str) -> None:
+        """Queue the reads of one item on ``pipe`` (four replies, for :meth:`_parse_item`)."""
         pipe.hgetall(self.verdict_key(image_id))
         pipe.zscore(self.review_key, image_id)
         pipe.hgetall(self.labels_key(image_id))
         pipe.smembers(self.keys.sightings(image_id))
-        self.locks.read_holders(pipe, [image_id])
-        record, priority, labels, sightings, lock_names = await pipe.execute()
-        lock = (await self.locks.parse_holders([image_id], lock_names)).get(image_id)
+
+    def _parse_item(self, image_id: str, replies: list[Any]) -> Item | None:
+        record, priority, labels, sightings = replies
         if not record:
-            return None, lock
-        return self._item(image_id, record, priority, labels, sightings), lock
+            return None
+        return self._item(image_id, record, priority, labels, sightings)
 
     def _item(self, image_id: str, record: Any, priority: Any, labels: Any, sightings: Any) -> Item:
         rec = {_s(k): v for k, v in record.items()}
@@ -408,13 +427,18 @@ class ReviewStore:
         priority: float | None = None,
         undo_s: float = 0.0,
         second_review: bool = False,
-    ) -> None:
+        seq: int | None = None,
+    ) -> Item | None:
         """Record a label that the feedback topic has acknowledged: labels hash, audit, queue exit;
         with ``undo_s`` > 0, the moderator's undo ticket for that long (``priority``: the image's
         queue priority before the label, restored by an undo). ``second_review``: the image waits
-        for a second moderator, so it stays in the queue (when it was there) and is marked."""
+        for a second moderator, so it stays in the queue (when it was there) and is marked.
+        ``seq``: the label's number from :meth:`before_label` (else one is drawn here).
+
+        In the same transaction (one round trip): the moderator's lock on the item is given back,
+        and the item is read as it is now, which is returned."""
         at = label.labeled_at.timestamp()
-        n = await self.redis.incr(self.keys.label_seq())
+        n = seq if seq is not None else await self.redis.incr(self.keys.label_seq())
         event = f"{label.image_id}:{label.moderator_id}:{n}"
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self.labels_key(label.image_id), label.moderator_id, label.to_json())
@@ -443,7 +467,10 @@ class ReviewStore:
             maxlen=AUDIT_MAXLEN,
             approximate=True,
         )
-        await pipe.execute()
+        self.locks.release_in(pipe, label.image_id, label.moderator_id)
+        self._read_item(pipe, label.image_id)
+        replies = await pipe.execute()
+        return self._parse_item(label.image_id, replies[-4:])
 
     async def undo_ticket(self, user: str) -> UndoTicket | None:
         """The user's last label while it may still be undone."""

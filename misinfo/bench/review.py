@@ -124,6 +124,7 @@ class Load:
         self.statuses: Counter[tuple[str, int]] = Counter()
         self.transport_errors: Counter[str] = Counter()
         self.labels: list[tuple[str, str]] = []  # (moderator, image_id) answered 200
+        self.dry_rounds = 0  # rounds that found nothing left to label: the seed ran out
         self.requests = 0
         self.elapsed = 0.0
 
@@ -165,6 +166,7 @@ class Load:
                 entries = [e["image_id"] for e in (resp.json()["entries"] if resp is not None else [])]
                 entries = [e for e in entries if e not in done]
                 if not entries:
+                    self.dry_rounds += 1
                     await asyncio.sleep(0.2)
                     continue
             image_id = rng.choice(entries)
@@ -329,6 +331,8 @@ def run_review(
         "labels_duplicated": duplicated,
         "labels_unexpected": unexpected,
         "seeded_items": items,
+        # > 0: the queue ran dry and moderators idled; the load was lighter than asked (seed more)
+        "dry_rounds": load.dry_rounds,
         "server_alive": server_alive,
         "machine": machine(),
     }
@@ -339,7 +343,12 @@ def run_review(
 @click.option("--uploaders", default=10, show_default=True)
 @click.option("--seconds", default=60.0, show_default=True, help="run at least this long ...")
 @click.option("--min-requests", default=5000, show_default=True, help="... and at least this many requests")
-@click.option("--items", default=3000, show_default=True, help="flagged items seeded into the queue")
+@click.option(
+    "--items",
+    default=12000,
+    show_default=True,
+    help="flagged items seeded into the queue (enough that it does not run dry: see dry_rounds)",
+)
 def bench_review(moderators: int, uploaders: int, seconds: float, min_requests: int, items: int) -> None:
     """The review API under concurrent moderators and uploaders: latency per route, errors, labels
     lost or duplicated on the feedback topic (one JSON line)."""
