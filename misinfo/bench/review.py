@@ -13,7 +13,9 @@ client; the service runs in its own process), for at least ``--seconds`` and ``-
 Every response is timed per route. Afterwards the feedback topic is read from the start: every label
 the service answered 200 for must be there exactly once (moderator, image), and nothing else.
 One JSON line: requests, requests/s, errors by status, p50/p99 per route, labels answered and labels
-lost or duplicated on the feedback topic.
+lost or duplicated on the feedback topic, and ``dry_rounds``: moderator rounds that found nothing left
+to label (the seed ran out, so the load was lighter than asked; the default seed is sized for the
+service's ~300 requests/s).
 """
 
 from __future__ import annotations
