@@ -334,7 +334,9 @@ class ReviewStore:
 
     # -- items --------------------------------------------------------------------------------------
     async def item(self, image_id: str) -> Item | None:
-        return (await self.item_and_lock(image_id))[0]
+        pipe = self.redis.pipeline(transaction=False)
+        self._read_item(pipe, image_id)
+        return self._parse_item(image_id, await pipe.execute())
 
     async def item_and_lock(self, image_id: str) -> tuple[Item | None, Lock | None]:
         """The item and who has it open, in one round trip."""
