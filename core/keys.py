@@ -23,7 +23,7 @@ that no other module spells a key out.
 | ``{p}:undo:{user}`` | string: the user's last label and what it replaced, while it may be undone (TTL) | review service | review service |
 | ``{p}:audit`` | stream | review service, ``misinfo users`` | review service |
 | ``{p}:user:{name}``, ``{p}:users``, ``{p}:token:{digest}`` | hash (role, digests, credential generation) / set / string | ``misinfo users``, review service | review service |
-| ``{p}:users-epoch`` | counter: bumped with every change of a user (the review service's token cache checks it) | ``misinfo users``, review service | review service |
+| ``{p}:users-epoch`` | string: a random value replaced with every change of a user (the review service's token cache checks it) | ``misinfo users``, review service | review service |
 | ``{p}:session:{digest}`` | hash (TTL) | review service | review service |
 | ``{p}:login:address:{addr}``, ``{p}:login:pair:{name}:{addr}`` | hash: failures, blocked-until (TTL) | review service | review service |
 | ``{p}:training:{name}`` | counters, sets, lists of the retrain trigger (``counted``, ``retracted``: undo) | retrain watcher | watcher, trainer |

@@ -113,6 +113,12 @@ class UserStore:
     def _user_key(self, name: str) -> str:
         return self.keys.user(name)
 
+    def _new_epoch(self, pipe: Any) -> None:
+        """A new users epoch, in the change's own transaction. A random value, not a counter: a
+        counter starts again at 1 after Redis loses its data (a memory-only Redis restarted) and would
+        match entries cached before the loss, for tokens that no longer exist."""
+        pipe.set(self.keys.users_epoch(), secrets.token_hex(16))
+
     def _token_key(self, token_digest: str) -> str:
         return self.keys.token(token_digest)
 
@@ -133,7 +139,7 @@ class UserStore:
         pipe.hset(self._user_key(name), mapping={"token_sha256": digest(token), "created_at": created})
         pipe.set(self._token_key(digest(token)), name)
         pipe.sadd(self.keys.users(), name)
-        pipe.incr(self.keys.users_epoch())
+        self._new_epoch(pipe)
         await pipe.execute()
         return token
 
@@ -159,7 +165,7 @@ class UserStore:
         pipe.hset(self._user_key(name), "token_sha256", digest(token))
         pipe.hincrby(self._user_key(name), "generation", 1)  # ends the user's sessions
         pipe.set(self._token_key(digest(token)), name)
-        pipe.incr(self.keys.users_epoch())  # every process's token cache forgets the old token
+        self._new_epoch(pipe)  # every process's token cache forgets the old token
         await pipe.execute()
         return token
 
@@ -172,7 +178,7 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._user_key(name), "role", role)
         pipe.hincrby(self._user_key(name), "generation", 1)
-        pipe.incr(self.keys.users_epoch())
+        self._new_epoch(pipe)
         await pipe.execute()
 
     async def set_password(self, name: str, password: str) -> None:
@@ -184,7 +190,7 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._user_key(name), "password", hash_password(password))
         pipe.hincrby(self._user_key(name), "generation", 1)
-        pipe.incr(self.keys.users_epoch())
+        self._new_epoch(pipe)
         await pipe.execute()
 
     async def remove(self, name: str) -> None:
@@ -195,7 +201,7 @@ class UserStore:
         pipe = self.redis.pipeline(transaction=True)
         pipe.delete(self._token_key(_s(old)), self._user_key(name))
         pipe.srem(self.keys.users(), name)
-        pipe.incr(self.keys.users_epoch())
+        self._new_epoch(pipe)
         await pipe.execute()
         # Sessions are found by their owner's name (ids are stored hashed); a removed user must not
         # stay logged in anywhere.

@@ -2,9 +2,10 @@
 
 Every API request checks its bearer token: a GET of the token's digest, then the user's hash, two
 Redis round trips and a parse, for the same few dozen tokens all day. This cache keeps what those
-found, tagged with the users epoch (``{p}:users-epoch``), a counter that every change of a user
-(new user, new token, role, password, removal; :class:`~moderation.auth.UserStore`, whether the
-service or ``misinfo users`` makes it) bumps in the same transaction as the change. A lookup reads
+found, tagged with the users epoch (``{p}:users-epoch``), a random value that every change of a
+user (new user, new token, role, password, removal; :class:`~moderation.auth.UserStore`, whether the
+service or ``misinfo users`` makes it) replaces in the same transaction as the change (random, so
+that an epoch never comes back after Redis lost its data and users were made again). A lookup reads
 the epoch (one small GET) and trusts an entry only when it was stored under that very epoch: a
 revoked token, a removed user or a lowered role counts at once, in every process, as before.
 
