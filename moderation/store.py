@@ -23,9 +23,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import combinations
 from typing import Any
 
+from core.agreement import pairwise_agreement
 from core.contracts.images import ImageEvent
 from core.contracts.provenance import PROVENANCE_STATES, Provenance
 from core.contracts.verdicts import Label, Verdict
@@ -585,12 +585,12 @@ class ReviewStore:
         per_moderator: Counter[str] = Counter()
         confusion: Counter[tuple[str, str]] = Counter()  # (model label, human label)
         model_agree = model_total = 0
-        pair_agree = pair_total = multi = disputed = 0
-        per_pair: dict[str, list[int]] = {}  # moderator -> [pairs, agreeing pairs] with the others
+        per_image: list[list[tuple[str, str]]] = []
         for labels_raw, model_label in zip(rows[0::2], rows[1::2], strict=True):
             # (moderator, label) pairs only: these labels were validated when this service wrote
             # them, and a full Label.parse of thousands of them was most of this method's time.
             labels = [_who_and_what(v) for v in labels_raw.values()]
+            per_image.append(labels)
             ml = _s(model_label) if model_label is not None else None
             for moderator, human in labels:
                 per_moderator[moderator] += 1
@@ -598,16 +598,7 @@ class ReviewStore:
                     confusion[(ml, human)] += 1
                     model_total += 1
                     model_agree += ml == human
-            if len(labels) > 1:
-                multi += 1
-                disputed += len({human for _, human in labels}) > 1
-                for (ma, a), (mb, b) in combinations(labels, 2):
-                    pair_total += 1
-                    pair_agree += a == b
-                    for m in (ma, mb):
-                        mine = per_pair.setdefault(m, [0, 0])
-                        mine[0] += 1
-                        mine[1] += a == b
+        between = pairwise_agreement(per_image)
         return {
             "generated_at": now,
             "queue_size": int(queue_size),
@@ -628,16 +619,13 @@ class ReviewStore:
                     "rate": round(model_agree / model_total, 4) if model_total else None,
                 },
                 "between_moderators": {
-                    "images_with_several_labels": multi,
-                    "images_in_dispute": disputed,
-                    "pairs": pair_total,
-                    "agreeing_pairs": pair_agree,
-                    "rate": round(pair_agree / pair_total, 4) if pair_total else None,
+                    "images_with_several_labels": between["images"],
+                    "images_in_dispute": between["disputed"],
+                    "pairs": between["pairs"],
+                    "agreeing_pairs": between["agreeing_pairs"],
+                    "rate": between["rate"],
                     # each moderator against the others, on the images both labeled
-                    "per_moderator": {
-                        m: {"pairs": n, "agreeing": k, "rate": round(k / n, 4)}
-                        for m, (n, k) in sorted(per_pair.items())
-                    },
+                    "per_moderator": between["per_moderator"],
                 },
                 "confusion": [
                     {"model": m, "moderator": h, "count": c} for (m, h), c in sorted(confusion.items())

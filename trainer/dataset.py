@@ -42,6 +42,7 @@ from typing import Any
 
 from PIL import Image
 
+from core.agreement import pairwise_agreement
 from core.kafka import replay_consumer
 from core.keys import Keys
 from detector.answer import CLASSES, format_answer
@@ -104,8 +105,8 @@ def aggregate_labels(labels: Iterable[Any]) -> dict[str, tuple[str, str, list[st
     return {k: (a.label, a.note, a.moderators) for k, a in aggregate(labels).items()}
 
 
-def aggregate(labels: Iterable[Any]) -> dict[str, Aggregate]:
-    """:func:`aggregate_labels` with the regions; retracted labels (undone) do not count."""
+def latest_per_image(labels: Iterable[Any]) -> dict[str, list[Any]]:
+    """image_id -> each moderator's latest live label of it (retracted labels do not count)."""
     latest: dict[tuple[str, str], Any] = {}
     for lb in live_labels(labels):
         key = (lb.image_id, lb.moderator_id)
@@ -114,6 +115,12 @@ def aggregate(labels: Iterable[Any]) -> dict[str, Aggregate]:
     per_image: dict[str, list[Any]] = defaultdict(list)
     for (image_id, _), lb in latest.items():
         per_image[image_id].append(lb)
+    return per_image
+
+
+def aggregate(labels: Iterable[Any]) -> dict[str, Aggregate]:
+    """:func:`aggregate_labels` with the regions; retracted labels (undone) do not count."""
+    per_image = latest_per_image(labels)
     out = {}
     for image_id, lbs in per_image.items():
         votes = Counter(lb.label for lb in lbs)
@@ -180,39 +187,11 @@ def items_from_labels(redis: Any, prefix: str, labels: list[Any]) -> list[Labele
 
 def moderator_agreement(labels: Iterable[Any]) -> dict[str, Any]:
     """How often moderators agree where two or more labeled the same image (the review service's
-    second-moderator share): pairs, agreeing pairs and their rate, overall and per moderator (each
-    moderator against the others). Retracted labels do not count; each moderator's latest does."""
-    latest: dict[tuple[str, str], Any] = {}
-    for lb in live_labels(labels):
-        key = (lb.image_id, lb.moderator_id)
-        if key not in latest or lb.labeled_at >= latest[key].labeled_at:
-            latest[key] = lb
-    per_image: dict[str, list[Any]] = defaultdict(list)
-    for (image_id, _), lb in latest.items():
-        per_image[image_id].append(lb)
-    pairs = agree = images = 0
-    per_mod: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # [pairs, agreeing]
-    for lbs in per_image.values():
-        if len(lbs) < 2:
-            continue
-        images += 1
-        for i, a in enumerate(lbs):
-            for b in lbs[i + 1 :]:
-                same = int(a.label == b.label)
-                pairs += 1
-                agree += same
-                for m in (a.moderator_id, b.moderator_id):
-                    per_mod[m][0] += 1
-                    per_mod[m][1] += same
-    return {
-        "images": images,
-        "pairs": pairs,
-        "agreeing_pairs": agree,
-        "rate": round(agree / pairs, 4) if pairs else None,
-        "per_moderator": {
-            m: {"pairs": n, "agreeing": k, "rate": round(k / n, 4)} for m, (n, k) in sorted(per_mod.items())
-        },
-    }
+    second-moderator share): :func:`core.agreement.pairwise_agreement` over each moderator's latest
+    label. Retracted labels do not count."""
+    return pairwise_agreement(
+        [(lb.moderator_id, lb.label) for lb in lbs] for lbs in latest_per_image(labels).values()
+    )
 
 
 def labels_from_topic(
