@@ -66,20 +66,6 @@ def card(model: str | Path) -> dict[str, Any]:
     return json.loads((Path(model) / CARD).read_text())  # type: ignore[no-any-return]
 
 
-def write_examples(
-    folder: Path, fams: tuple[str, ...], n: int, rng: np.random.Generator
-) -> list[tuple[Path, str]]:
-    """``n`` JPEG files cycling through ``fams``; returns (file, class)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        fam = fams[i % len(fams)]
-        path = folder / f"{i:05d}.jpg"
-        path.write_bytes(families.make(fam, rng))
-        out.append((path, families.LABEL_OF[fam]))
-    return out
-
-
 def demo_detector(state_dir: str | Path, say: Callable[[str], None], recipe: Recipe = RECIPE) -> Path:
     """The fine-tuned checkpoint's directory: from the cache, or built now (a minute or two on a CPU)."""
     import torch
@@ -108,10 +94,10 @@ def demo_detector(state_dir: str | Path, say: Callable[[str], None], recipe: Rec
             work = Path(tmp)
             base = build_tiny_checkpoint(work / "base", seed=recipe.base_seed)
             rng = np.random.default_rng(recipe.data_seed)
-            train = write_examples(work / "train", families.FAMILIES, recipe.train_images, rng)
+            train = families.write(work / "train", families.FAMILIES, recipe.train_images, rng)
             records = [
                 conversation_record(str(p), format_answer(c), id=f"train-{i}")
-                for i, (p, c) in enumerate(train)
+                for i, (p, c, _) in enumerate(train)
             ]
             (work / "train.json").write_text(json.dumps(records))
             say(f"demo detector: {len(train)} training images written; training")
@@ -126,13 +112,13 @@ def demo_detector(state_dir: str | Path, say: Callable[[str], None], recipe: Rec
                     recipe.batch,
                 )
             built = Path(result["model_dir"])
-            held_out = write_examples(
+            held_out = families.write(
                 work / "calibration",
                 ("authentic", *MANIPULATED),
                 recipe.calibration_images,
                 np.random.default_rng(recipe.data_seed + 1),
             )
-            figures = calibrate(built, held_out)
+            figures = calibrate(built, [(p, c) for p, c, _ in held_out])
             (built / CARD).write_text(
                 json.dumps(
                     {"recipe": asdict(recipe), "train_seconds": round(result["train_seconds"], 1), **figures},

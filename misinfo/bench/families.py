@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -146,6 +147,18 @@ MAKERS: dict[str, Callable[[np.random.Generator], Image.Image]] = {
 def make(family: str, rng: np.random.Generator) -> bytes:
     """One image of ``family`` as the JPEG bytes a feed would carry."""
     return jpeg_bytes(MAKERS[family](rng), int(rng.integers(QUALITY[0], QUALITY[1] + 1)))
+
+
+def write(folder: Path, fams: Sequence[str], n: int, rng: np.random.Generator) -> list[tuple[Path, str, str]]:
+    """``n`` JPEG files in ``folder``, cycling through ``fams``; returns (file, class, family)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        fam = fams[i % len(fams)]
+        path = folder / f"{i:05d}-{fam}.jpg"
+        path.write_bytes(make(fam, rng))
+        out.append((path, LABEL_OF[fam], fam))
+    return out
 
 
 # --------------------------------------------------------------------------- the trivial-cue baseline

@@ -95,23 +95,15 @@ class Data:
     held_out: dict[str, list[tuple[Path, str]]]  # family -> examples
 
 
-def _write(folder: Path, fams: list[str], n: int, rng: np.random.Generator) -> list[tuple[Path, str, str]]:
-    folder.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i in range(n):
-        fam = fams[i % len(fams)]
-        path = folder / f"{i:05d}-{fam}.jpg"
-        path.write_bytes(families.make(fam, rng))
-        out.append((path, families.LABEL_OF[fam], fam))
-    return out
-
-
 def generate(work: Path, seed: int, cfg: ShiftConfig) -> Data:
     rng = np.random.default_rng(seed)
-    champion = _write(work / "champion", ["authentic", "A"], cfg.champion_images, rng)
-    stream = _write(work / "stream", ["authentic", "B", "synthesized"], cfg.stream_images, rng)
+    champion = families.write(work / "champion", ["authentic", "A"], cfg.champion_images, rng)
+    stream = families.write(work / "stream", ["authentic", "B", "synthesized"], cfg.stream_images, rng)
     held = {
-        fam: [(p, c) for p, c, _ in _write(work / "held-out" / fam, ["authentic", fam], cfg.eval_images, rng)]
+        fam: [
+            (p, c)
+            for p, c, _ in families.write(work / "held-out" / fam, ["authentic", fam], cfg.eval_images, rng)
+        ]
         for fam in ("A", "B", "synthesized")
     }
     return Data([(p, c) for p, c, _ in champion], stream, held)
@@ -416,7 +408,9 @@ def one_seed(stack_settings: Settings, seed: int, cfg: ShiftConfig, work: Path) 
         if result.get("promoted"):
             wait(lambda: swaps(s.worker_web_port) >= 2, 300, "the worker's hot swap", worker)
             t = lap("swap", t)
-            probe = _write(work / "images" / "probe", ["authentic"], 4, np.random.default_rng(10_000 + seed))
+            probe = families.write(
+                work / "images" / "probe", ["authentic"], 4, np.random.default_rng(10_000 + seed)
+            )
             probe_ids = [hashlib.sha256(p.read_bytes()).hexdigest() for p, _, _ in probe]
             run_misinfo(s, "collect", "folder", str(work / "images" / "probe"), "--once", timeout=300)
             wait(lambda: len(served_versions(s, probe_ids)) == len(probe_ids), 300, "verdicts after the swap")
