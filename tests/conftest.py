@@ -104,3 +104,43 @@ def run_cli(
 def start_cli(settings: Settings, *args: str, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """Start ``misinfo ARGS`` in the background (a worker, a continuous collector), logging to ``log``."""
     return start_misinfo(settings, *args, log=log, **env)
+
+
+def judged(
+    settings: Settings, items: list[tuple[bytes, str]], mime: str = "image/jpeg"
+) -> list[tuple[str, str]]:
+    """Blobs and verdict records as the worker leaves them (label ``uncertain``), for ``(image
+    bytes, true class)`` items of 112x112 pixels; returns ``(image_id, true class)``."""
+    from datetime import UTC, datetime
+
+    import redis
+
+    from core.contracts.images import ImageEvent
+    from ingest.blobs import LocalBlobStore, sha256_hex
+
+    store = LocalBlobStore(settings.blob_root)
+    r = redis.Redis.from_url(settings.redis_url)
+    out = []
+    for i, (data, cls) in enumerate(items):
+        image_id = sha256_hex(data)
+        event = ImageEvent(
+            image_id=image_id,
+            blob_uri=store.put(data),
+            source="folder",
+            source_item_id=str(i),
+            source_url=f"file:///{i}.{mime.split('/')[1]}",
+            author=None,
+            posted_at=None,
+            collected_at=datetime.now(UTC),
+            width=112,
+            height=112,
+            mime=mime,
+            phash=f"{(i * 0x9E3779B97F4A7C15) % (1 << 64):016x}",  # distinct: no near-duplicate groups
+            text="",
+        )
+        r.hset(
+            Keys(settings.redis_prefix).verdict(image_id),
+            mapping={"event": event.to_json(), "label": "uncertain"},
+        )
+        out.append((image_id, cls))
+    return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import uuid
-from datetime import UTC, datetime
 
 import mlflow
 import numpy as np
@@ -17,13 +16,12 @@ import pytest
 import redis
 from PIL import Image
 
-from core.contracts.images import ImageEvent
 from core.contracts.training import TrainingRequest
 from core.contracts.verdicts import Label
 from core.keys import Keys
-from ingest.blobs import LocalBlobStore, sha256_hex
 from misinfo.samples import bench_images, scene
 from registry.store import CHALLENGER, CHAMPION, RegistryStore
+from tests.conftest import judged
 from tests.integration.test_training_loop import control_updates
 from trainer.cycle import run_cycle
 from trainer.regression import freeze
@@ -57,33 +55,16 @@ def pictures(n: int, seed: int) -> list[tuple[bytes, str]]:
     ]
 
 
-def judged(s, items: list[tuple[bytes, str]]) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    """Blobs and verdict records as the worker leaves them; returns (image_id, true class)."""
-    store = LocalBlobStore(s.blob_root)
-    r = redis.Redis.from_url(s.redis_url)
-    out = []
-    for i, (data, cls) in enumerate(items):
-        image_id = sha256_hex(data)
-        event = ImageEvent(
-            image_id=image_id,
-            blob_uri=store.put(data),
-            source="folder",
-            source_item_id=str(i),
-            source_url=f"file:///{i}.jpg",
-            author=None,
-            posted_at=None,
-            collected_at=datetime.now(UTC),
-            width=112,
-            height=112,
-            mime="image/jpeg",
-            phash=f"{(i * 0x9E3779B97F4A7C15) % (1 << 64):016x}",  # distinct: no near-duplicate groups
-            text="",
-        )
-        r.hset(
-            Keys(s.redis_prefix).verdict(image_id), mapping={"event": event.to_json(), "label": "uncertain"}
-        )
-        out.append((image_id, cls))
-    return out
+def cycle(s, reason: str, requested_by: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    """One retraining cycle on the 80 labels, in this process."""
+    request = TrainingRequest(
+        model_name=s.model_name,
+        redis_prefix=s.redis_prefix,
+        labels_total=80,
+        reason=reason,
+        requested_by=requested_by,
+    )
+    return run_cycle(s, request)
 
 
 def label(s, items: list[tuple[str, str]]) -> None:  # type: ignore[no-untyped-def]
@@ -147,16 +128,7 @@ def test_clean_feedback_is_promoted_and_the_same_feedback_with_40_percent_flippe
     feedback = judged(s, pictures(80, seed=3))
 
     label(s, feedback)
-    clean = run_cycle(
-        s,
-        TrainingRequest(
-            model_name=s.model_name,
-            redis_prefix=s.redis_prefix,
-            labels_total=80,
-            reason="clean feedback",
-            requested_by="clean",
-        ),
-    )
+    clean = cycle(s, "clean feedback", "clean")
     assert clean["promoted"], clean["gate"]["reasons"]
     promoted = store.get_by_alias(CHAMPION)
     assert promoted.version == clean["version"] != champion.version
@@ -167,16 +139,7 @@ def test_clean_feedback_is_promoted_and_the_same_feedback_with_40_percent_flippe
     # The same champion and seed again, the same images, 40% of their labels flipped.
     store.set_alias(CHAMPION, champion.version)
     label(s, flip(feedback, 0.4))
-    poisoned = run_cycle(
-        s,
-        TrainingRequest(
-            model_name=s.model_name,
-            redis_prefix=s.redis_prefix,
-            labels_total=80,
-            reason="40% flipped",
-            requested_by="poisoned",
-        ),
-    )
+    poisoned = cycle(s, "40% flipped", "poisoned")
     assert not poisoned["promoted"]
     why = " ".join(poisoned["gate"]["reasons"])
     assert "of the held-out new labels" in why and "poisoned" in why, why

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import mlflow
@@ -19,17 +18,15 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from core.contracts.images import ImageEvent
 from core.contracts.models import ModelUpdate
 from core.contracts.verdicts import Label, Verdict
 from core.kafka import replay_consumer
 from core.keys import Keys
 from detector.answer import CLASSES
-from ingest.blobs import LocalBlobStore, sha256_hex
 from misinfo.devstack.stack import wait_for
 from misinfo.samples import scene, write_samples
 from registry.store import CHALLENGER, CHAMPION, RegistryStore
-from tests.conftest import run_cli, start_cli
+from tests.conftest import judged, run_cli, start_cli
 
 pytestmark = pytest.mark.integration
 
@@ -60,34 +57,12 @@ def loop_settings(settings, tiny_model, mlflow_uri, **kw):  # type: ignore[no-un
 
 def judged_images(s, n: int = 6) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """Images in the blob store with verdict records, as the worker leaves them: (image_id, class)."""
-    store = LocalBlobStore(s.blob_root)
-    r = redis.Redis.from_url(s.redis_url)
-    out = []
+    items = []
     for i in range(n):
         buf = io.BytesIO()
         scene(900 + i, (112, 112)).save(buf, "PNG")
-        data = buf.getvalue()
-        image_id = sha256_hex(data)
-        event = ImageEvent(
-            image_id=image_id,
-            blob_uri=store.put(data),
-            source="folder",
-            source_item_id=str(i),
-            source_url=f"file:///{i}.png",
-            author=None,
-            posted_at=None,
-            collected_at=datetime.now(UTC),
-            width=112,
-            height=112,
-            mime="image/png",
-            phash=f"{(i * 0x9E3779B97F4A7C15) % (1 << 64):016x}",
-            text="",
-        )
-        r.hset(
-            Keys(s.redis_prefix).verdict(image_id), mapping={"event": event.to_json(), "label": "uncertain"}
-        )
-        out.append((image_id, CLASSES[i % len(CLASSES)]))
-    return out
+        items.append((buf.getvalue(), CLASSES[i % len(CLASSES)]))
+    return judged(s, items, mime="image/png")
 
 
 def post_labels(s, items) -> None:  # type: ignore[no-untyped-def]

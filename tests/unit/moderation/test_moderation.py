@@ -180,28 +180,24 @@ def test_stats_template_renders_empty_numbers():
         },
     }
     retraining = {"progress": 0.0, "lines": [], "gate": "gate: no version judged yet", "cycles": []}
-    html = _render(
-        "stats.jinja",
-        user=User("v", "viewer"),
-        csrf="C",
-        stats=stats,
-        peak=1,
-        retraining=retraining,
-        second_share=0.0,
-    )
+
+    def render(second_share: float) -> str:
+        return _render(  # type: ignore[no-any-return]
+            "stats.jinja",
+            user=User("v", "viewer"),
+            csrf="C",
+            stats=stats,
+            peak=1,
+            retraining=retraining,
+            second_share=second_share,
+        )
+
+    html = render(0.0)
     assert 'id="stat-model-agreement">–<' in html and "2026-01-01 00:00:00 UTC" in html
     assert "no image labeled by two moderators yet" in html
     stats["agreement"]["between_moderators"]["per_moderator"] = {
         "ann": {"pairs": 4, "agreeing": 3, "rate": 0.75}
     }
-    html = _render(
-        "stats.jinja",
-        user=User("v", "viewer"),
-        csrf="C",
-        stats=stats,
-        peak=1,
-        retraining=retraining,
-        second_share=0.1,
-    )
+    html = render(0.1)
     assert '<td>ann</td><td class="mono">75.0%</td><td class="mono">3 of 4</td>' in html
     assert "10.0% of queued items go to a second moderator" in html
