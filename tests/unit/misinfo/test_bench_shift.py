@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from misinfo.bench import families
-from misinfo.bench.shift import _write, trivial_cue_f1
+from misinfo.bench.shift import trivial_cue_f1
 
 
 def _pattern_strength(data: bytes, pattern: str) -> float:
@@ -46,8 +46,8 @@ def test_jpeg_quality_is_read_back_from_the_tables():
 
 def test_size_quality_and_dimensions_do_not_separate_the_new_family_and_the_generator(tmp_path):
     rng = np.random.default_rng(1)
-    train = _write(tmp_path / "train", ["authentic", "B", "synthesized"], 180, rng)
-    test = _write(tmp_path / "test", ["authentic", "B", "synthesized"], 120, rng)
+    train = families.write(tmp_path / "train", ["authentic", "B", "synthesized"], 180, rng)
+    test = families.write(tmp_path / "test", ["authentic", "B", "synthesized"], 120, rng)
     scores = trivial_cue_f1([(p, c) for p, c, _ in train], [(p, c) for p, c, _ in test])
     assert set(scores) == {"knn", "naive_bayes"}
     assert max(scores.values()) <= 0.6, scores
